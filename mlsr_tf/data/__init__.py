@@ -1,0 +1,1 @@
+"""Images, degradations, benchmark datasets and meta-learning tasks (NumPy + TensorFlow)."""
