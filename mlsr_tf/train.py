@@ -1,0 +1,275 @@
+"""Supervised pretraining of an SR network (stage (a) of MLSR), on any Keras backend.
+
+MLSR starts meta-training from a conventionally trained network.  This module trains one
+from random initialisation (or fine-tunes given weights) on HR training images:
+
+  HR patches (``PatchSampler``) -> LR = degrade(HR) (quantized to uint8, like real LR files)
+  -> model(LR) vs HR, L1 or L2, Adam with cosine decay.
+
+It runs unchanged on the TensorFlow backend (this project's product path) and on the JAX
+backend (the GPU machines, which have no TensorFlow): only NumPy, Keras and
+``mlsr_tf.data`` are used, and checkpoints are backend-neutral files:
+
+  workdir/ckpt/model.weights.h5   weights at the last checkpoint
+  workdir/ckpt/optimizer.npz      optimizer variables (Adam moments, iteration count)
+  workdir/ckpt/state.json         {"iteration": i, ...}
+  workdir/model.weights.h5        the latest weights (what other tools load)
+  workdir/log.jsonl               one JSON line per log / validation event
+
+Data order is a pure function of ``(seed, iteration)``, so an interrupted run resumed from
+its checkpoint continues exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from concurrent import futures
+from typing import Callable, Optional
+
+import numpy as np
+
+from mlsr_tf import checkpoint
+from mlsr_tf import paths
+from mlsr_tf.data import datasets
+from mlsr_tf.data import degradation as degradation_lib
+from mlsr_tf.data import sampling
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything that defines a supervised training run (the flags of ``tools/train.py``)."""
+  model: str = "idn"
+  model_kwargs: dict = dataclasses.field(default_factory=dict)
+  scale: int = 2
+  channels: int = 3
+  weights: Optional[str] = None          # initial weights (any importable format), or None
+  data: str = "train291"                 # dataset name under the data root, or a folder
+  data_root: Optional[str] = None
+  patch: int = 96                        # HR patch side
+  batch: int = 16
+  iterations: int = 1000
+  learning_rate: float = 2e-4
+  final_learning_rate_fraction: float = 0.05   # cosine decay ends at lr * this
+  loss: str = "l1"                       # l1 | l2
+  degradation: str = "bicubic"           # bicubic | a degradation-distribution spec
+  pool_size: int = 4096                  # HR/LR patch pairs prepared up front
+  workers: int = 0                       # processes preparing the pool (0 = os.cpu_count())
+  workdir: str = "runs/train"
+  checkpoint_every: int = 500
+  validate_every: int = 1000
+  validation: str = "Set5"
+  log_every: int = 100
+  seed: int = 0
+  jit_compile: bool = True
+  max_seconds: Optional[float] = None    # stop (after a checkpoint) once this much time passed
+
+  def validate(self) -> None:
+    if self.scale not in (2, 3, 4):
+      raise ValueError(f"scale must be 2, 3 or 4, got {self.scale!r}")
+    if self.channels not in (1, 3):
+      raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
+    if self.loss not in ("l1", "l2"):
+      raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+    for name in ("patch", "batch", "pool_size", "checkpoint_every", "validate_every",
+                 "log_every"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+    if self.iterations < 0:
+      raise ValueError(f"iterations must be >= 0, got {self.iterations!r}")
+    if self.patch % self.scale:
+      raise ValueError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
+    if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+      raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def degradation_sampler(spec: str, scale: int) -> Callable[[np.random.Generator],
+                                                           degradation_lib.Degradation]:
+  """Returns ``rng -> Degradation`` for ``spec``.
+
+  ``bicubic`` (and any fixed spec ``parse_degradation`` accepts) always gives the same
+  degradation; other names are distributions from ``mlsr_tf.data.tasks``.
+  """
+  try:
+    from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+    make = getattr(tasks, "degradation_sampler", None)
+  except ImportError:
+    make = None
+  if make is not None and spec not in ("bicubic",) and not spec.startswith("gaussian:") \
+      and not os.path.isfile(spec):
+    return make(spec, scale)
+  fixed = degradation_lib.parse_degradation(spec, scale)
+  return lambda rng: fixed
+
+
+def _make_pair(args):
+  """Worker: one chunk of (LR, HR) uint8 pairs; a pure function of its arguments."""
+  sampler, sample_degradation, seed, chunk, count = args
+  rng = np.random.default_rng([seed, 1_000_003, chunk])
+  hr = np.stack([sampler.sample(rng) for _ in range(count)])
+  lr = np.stack([degradation_lib.degrade(patch, sample_degradation(rng)) for patch in hr])
+  return lr, hr
+
+
+def build_pool(sampler: sampling.PatchSampler, sample_degradation, size: int, seed: int,
+               workers: int = 0, chunk: int = 256):
+  """Prepares ``size`` (LR, HR) uint8 patch pairs; deterministic for a given seed.
+
+  Work is split in fixed chunks (each seeded by its index), so the result does not depend on
+  the number of worker processes.
+  """
+  counts = [min(chunk, size - start) for start in range(0, size, chunk)]
+  jobs = [(sampler, sample_degradation, seed, i, c) for i, c in enumerate(counts)]
+  workers = workers or os.cpu_count() or 1
+  if workers > 1 and len(jobs) > 1:
+    import multiprocessing  # pylint: disable=g-import-not-at-top
+    # fork keeps the (large) sampler out of pickling; fine here since no threads run yet.
+    context = multiprocessing.get_context("fork")
+    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+      parts = list(pool.map(_make_pair, jobs))
+  else:
+    parts = [_make_pair(job) for job in jobs]
+  return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def pool_batch(pool_lr: np.ndarray, pool_hr: np.ndarray, seed: int, iteration: int,
+               batch: int):
+  """Float32 [0, 1] batch for ``iteration``: random pool entries, random dihedral transform."""
+  rng = np.random.default_rng([seed, 2_000_003, iteration])
+  index = rng.integers(0, len(pool_lr), size=batch)
+  transforms = rng.integers(0, sampling.NUM_DIHEDRAL, size=batch)
+  lr = np.stack([sampling.dihedral(pool_lr[i], t) for i, t in zip(index, transforms)])
+  hr = np.stack([sampling.dihedral(pool_hr[i], t) for i, t in zip(index, transforms)])
+  return lr.astype(np.float32) / 255.0, hr.astype(np.float32) / 255.0
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate_psnr(model, scale: int, channels: int, names, root) -> dict:
+  """Mean PSNR (Y, shave = scale) of ``model`` on benchmark sets, bicubic LR."""
+  from mlsr_tf import metrics  # pylint: disable=g-import-not-at-top
+  result = {}
+  for set_name in names:
+    values = []
+    for _, hr, lr in datasets.load_benchmark(set_name, scale, root=root):
+      lr_in = sampling.to_channels(lr, channels)
+      hr_ref = sampling.to_channels(hr, channels)
+      sr = model.predict_on_batch(lr_in[None].astype(np.float32) / 255.0)[0]
+      sr = np.clip(np.round(np.asarray(sr, np.float64) * 255.0), 0, 255).astype(np.uint8)
+      values.append(metrics.psnr(sr, hr_ref, shave=scale))
+    result[set_name] = float(np.mean(values))
+  return result
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def build(config: TrainConfig):
+  """Builds the model (and loads initial weights) for ``config``."""
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
+                               **config.model_kwargs)
+  if config.weights:
+    from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+    models_io.load_weights_into(model, config.weights)
+  return model
+
+
+def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
+  """Trains (or resumes) according to ``config``; returns the final state dictionary."""
+  import keras  # pylint: disable=g-import-not-at-top
+  config.validate()
+  workdir = pathlib.Path(config.workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  root = paths.data_root(config.data_root)
+  image_paths = datasets.list_training_images(config.data, root=root)
+  sampler = sampling.PatchSampler.from_paths(
+      image_paths, config.patch, channels=config.channels, seed=config.seed,
+      augment=True, multiple_of=config.scale)
+  started = time.time()
+  pool_lr, pool_hr = build_pool(sampler, degradation_sampler(config.degradation, config.scale),
+                                config.pool_size, config.seed, config.workers)
+  log(f"pool: {len(pool_lr)} pairs LR {pool_lr.shape[1:]} HR {pool_hr.shape[1:]} "
+      f"from {len(image_paths)} images in {time.time() - started:.1f}s")
+
+  model = build(config)
+  schedule = keras.optimizers.schedules.CosineDecay(
+      config.learning_rate, decay_steps=max(config.iterations, 1),
+      alpha=config.final_learning_rate_fraction)
+  optimizer = keras.optimizers.Adam(learning_rate=schedule)
+  loss = "mean_absolute_error" if config.loss == "l1" else "mean_squared_error"
+  model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+  optimizer.build(model.trainable_variables)
+
+  state = checkpoint.restore(workdir / "ckpt", model, optimizer)
+  start = state.get("iteration", 0) if state else 0
+  if start:
+    log(f"resumed from iteration {start}")
+  history = state.get("history", []) if state else []
+
+  def batches(first, count):
+    for it in range(first, first + count):
+      yield pool_batch(pool_lr, pool_hr, config.seed, it, config.batch)
+
+  iteration = start
+  loop_started = time.time()
+  stop_reason = "done"
+  while iteration < config.iterations:
+    # Run up to the next log / checkpoint / validation boundary in one fit() call.
+    boundary = min(config.iterations,
+                   _next_multiple(iteration, config.log_every),
+                   _next_multiple(iteration, config.checkpoint_every),
+                   _next_multiple(iteration, config.validate_every))
+    count = boundary - iteration
+    fit = model.fit(batches(iteration, count), steps_per_epoch=count, epochs=1, verbose=0)
+    iteration = boundary
+    elapsed = time.time() - loop_started
+    rate = (iteration - start) / max(elapsed, 1e-9)
+    eta = (config.iterations - iteration) / max(rate, 1e-9)
+    event = {"iteration": iteration, "loss": float(fit.history["loss"][-1]),
+             "learning_rate": float(schedule(iteration - 1)),
+             "seconds": round(time.time() - started, 1)}
+    if iteration % config.validate_every == 0 or iteration == config.iterations:
+      event["validation_psnr"] = validate_psnr(model, config.scale, config.channels,
+                                               config.validation.split(","), root)
+    history.append(event)
+    _append_jsonl(workdir / "log.jsonl", event)
+    log(f"[{iteration}/{config.iterations}] loss {event['loss']:.5f} "
+        f"lr {event['learning_rate']:.2e} {rate:.1f} it/s ETA {eta / 60:.1f} min"
+        + (f" val {event['validation_psnr']}" if "validation_psnr" in event else ""))
+    timed_out = config.max_seconds is not None and time.time() - started > config.max_seconds
+    if (iteration % config.checkpoint_every == 0 or iteration == config.iterations
+        or timed_out):
+      checkpoint.save(workdir / "ckpt", model, optimizer,
+                      {"iteration": iteration, "history": history,
+                       "config": dataclasses.asdict(config)})
+      model.save_weights(str(workdir / "model.weights.h5.tmp.weights.h5"))
+      os.replace(workdir / "model.weights.h5.tmp.weights.h5", workdir / "model.weights.h5")
+    if timed_out and iteration < config.iterations:
+      stop_reason = "max_seconds"
+      log(f"stopping at iteration {iteration}: max_seconds={config.max_seconds} reached "
+          "(rerun with the same workdir to resume)")
+      break
+  if start == iteration and not history:
+    model.save_weights(str(workdir / "model.weights.h5"))
+  return {"iteration": iteration, "history": history, "stop_reason": stop_reason}
+
+
+def _next_multiple(value: int, step: int) -> int:
+  return (value // step + 1) * step
+
+
+def _append_jsonl(path: pathlib.Path, event: dict) -> None:
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(event) + "\n")
+    f.flush()
+  sys.stdout.flush()
