@@ -207,6 +207,19 @@ def _out_length_tf(tf, in_length, scale):
       tf.int32)
 
 
+def as_float_batch_tf(images, what: str):
+  """Checks a float ``[H,W,C]``/``[N,H,W,C]`` tensor; returns ``([N,H,W,C] tensor, rank)``."""
+  import tensorflow as tf  # Lazy.
+
+  images = tf.convert_to_tensor(images)
+  if not images.dtype.is_floating:
+    raise ValueError(f"{what}: expected float images, got dtype {images.dtype.name}")
+  rank = images.shape.rank
+  if rank not in (3, 4):
+    raise ValueError(f"{what}: expected [H,W,C] or [N,H,W,C], got shape {images.shape}")
+  return (images if rank == 4 else images[None]), rank
+
+
 def imresize_tf(images, scale: Scale = None, output_shape=None):
   """MATLAB-style bicubic resize of float images in TensorFlow.
 
@@ -224,15 +237,9 @@ def imresize_tf(images, scale: Scale = None, output_shape=None):
   """
   import tensorflow as tf  # Lazy: the NumPy path must import without TF.
 
-  images = tf.convert_to_tensor(images)
-  if not images.dtype.is_floating:
-    raise ValueError(f"imresize_tf: expected float images, got dtype {images.dtype.name}")
-  rank = images.shape.rank
-  if rank not in (3, 4):
-    raise ValueError(f"imresize_tf: expected [H,W,C] or [N,H,W,C], got shape {images.shape}")
+  batched, rank = as_float_batch_tf(images, "imresize_tf")
   if scale is None and output_shape is None:
     raise ValueError("imresize_tf: give scale or output_shape, got neither")
-  batched = images if rank == 4 else images[None]
   in_h, in_w = tf.shape(batched)[1], tf.shape(batched)[2]
   if scale is not None:
     pair = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
