@@ -1,0 +1,287 @@
+"""Test-time adaptation (Algorithm 2 of the paper) and the naive fine-tuning baseline.
+
+``adapt(model, lr, degradation, steps, alpha)``:
+
+1. ``LR_down = make_lr_down(LR, degradation)`` (the input degraded once more, with the
+   degradation the LR is believed to have);
+2. ``steps`` gradient steps on ``L(f_theta(LR_down), LR)``, on the whole image or on
+   random crops of the (LR_down, LR) pair, over *copies* of the parameters (the model's
+   variables are never changed);
+3. ``SR = f_theta'(LR)``.
+
+From meta-trained weights this is MLSR; from ordinary pretrained weights it is the
+paper's "Finetune" baseline (SGD or Adam, any step count), with the same code.
+
+The pieces are public so that evaluation can read the result at several step counts
+from one adaptation run (:func:`adapt_at_steps`) and the SavedModel export can reuse
+the graph code (:func:`make_sgd_step`, a pure tensor function usable inside
+``tf.while_loop``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Iterable, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from mlsr_tf.meta import maml
+
+OPTIMIZERS = ("sgd", "adam")
+
+# Per-model compiled step functions: (model) -> {key: fn}.  Weak so models can be freed.
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def trainable_values(model: keras.Model) -> list:
+  """The model's current trainable weights as backend tensors (copies are not needed:
+  adaptation never assigns to them)."""
+  return [ops.convert_to_tensor(v.value) for v in model.trainable_variables]
+
+
+def model_channels(model: keras.Model) -> int:
+  shape = model.inputs[0].shape if getattr(model, "inputs", None) else model.input_shape
+  return int(shape[-1])
+
+
+def as_float_image(image, channels: int | None = None, what: str = "image") -> np.ndarray:
+  """HWC uint8/uint16 or float [0, 1] -> float32 HWC in [0, 1] (checked)."""
+  image = np.asarray(image)
+  if image.ndim == 2:
+    image = image[:, :, None]
+  if image.ndim != 3:
+    raise ValueError(f"{what}: expected an HWC image, got shape {image.shape}")
+  if image.dtype == np.uint8:
+    image = image.astype(np.float32) / 255.0
+  elif image.dtype == np.uint16:
+    image = image.astype(np.float32) / 65535.0
+  elif np.issubdtype(image.dtype, np.floating):
+    image = image.astype(np.float32)
+    if not np.all(np.isfinite(image)):
+      raise ValueError(f"{what}: contains non-finite values")
+  else:
+    raise ValueError(f"{what}: unsupported dtype {image.dtype}")
+  if channels is not None and image.shape[-1] != channels:
+    raise ValueError(
+        f"{what}: the model takes {channels} channel(s), got an image of shape {image.shape}")
+  return image
+
+
+def make_lr_down(lr: np.ndarray, degradation) -> np.ndarray:
+  """LR_down from a float LR image.
+
+  Args:
+    lr: float32 HWC in [0, 1].
+    degradation: a ``mlsr_tf.data.degradation.Degradation``, a spec string for
+      ``parse_degradation`` (then ``scale`` must be inferable: pass a Degradation
+      instead), or a callable ``lr -> lr_down`` (float HWC in, float HWC out).
+  """
+  if callable(degradation) and not hasattr(degradation, "scale"):
+    return np.asarray(degradation(lr), np.float32)
+  from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+  if isinstance(degradation, str):
+    raise ValueError(
+        f"degradation spec {degradation!r} needs a scale; pass "
+        "mlsr_tf.data.degradation.parse_degradation(spec, scale)")
+  return np.asarray(degradation_lib.make_lr_down(lr, degradation), np.float32)
+
+
+def _compiled(model: keras.Model, key: str, builder: Callable[[], Callable]) -> Callable:
+  per_model = _COMPILED.setdefault(model, {})
+  if key not in per_model:
+    per_model[key] = builder()
+  return per_model[key]
+
+
+def make_sgd_step(model: keras.Model, loss_config: maml.LossConfig = maml.LossConfig(),
+                  backend: maml.GradientBackend | None = None) -> Callable:
+  """Pure ``(params, x, y, alpha) -> (new_params, loss)``: one SGD step, not compiled.
+
+  On TensorFlow it is plain graph code: call it inside ``tf.function`` or as the body
+  of a ``tf.while_loop`` over the parameter tensors (the SavedModel export does).
+  """
+  backend = backend or maml.get_backend()
+  apply_fn = maml.make_apply_fn(model)
+
+  def step(params, x, y, alpha):
+    return maml.sgd_step(backend, apply_fn, params, x, y, alpha, loss_config)
+  return step
+
+
+def make_adam_step(model: keras.Model, loss_config: maml.LossConfig = maml.LossConfig(),
+                   backend: maml.GradientBackend | None = None) -> Callable:
+  """Pure ``(params, adam_state, x, y, learning_rate) -> (params, adam_state, loss)``."""
+  backend = backend or maml.get_backend()
+  apply_fn = maml.make_apply_fn(model)
+
+  def step(params, state, x, y, learning_rate):
+    loss, grads = backend.value_and_grad(
+        lambda p: maml.pixel_loss(apply_fn(p, x), y, loss_config), list(params))
+    params, state = maml.adam_update(list(params), grads, state, learning_rate)
+    return params, state, loss
+  return step
+
+
+def _crop_pairs(lr_down: np.ndarray, lr: np.ndarray, scale: int, crops: int, crop_size: int,
+                rng: np.random.Generator):
+  """``crops`` aligned random crops: LR crops of ``crop_size``, LR_down of crop_size/scale."""
+  down = crop_size // scale
+  height, width = lr_down.shape[:2]
+  if down < 1 or height < down or width < down:
+    raise ValueError(
+        f"crop_size {crop_size} does not fit LR_down of size {height}x{width} at scale {scale}")
+  tops = rng.integers(0, height - down + 1, size=crops)
+  lefts = rng.integers(0, width - down + 1, size=crops)
+  x = np.stack([lr_down[t:t + down, l:l + down] for t, l in zip(tops, lefts)])
+  y = np.stack([lr[t * scale:t * scale + down * scale, l * scale:l * scale + down * scale]
+                for t, l in zip(tops, lefts)])
+  return x, y
+
+
+def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
+                     crops: int | None = None, crop_size: int | None = None,
+                     optimizer: str = "sgd", seed: int = 0,
+                     loss: str = "l2", pixel_range: float = 1.0,
+                     progress: Callable[[int, int, float], None] | None = None,
+                     callback: Callable[[int, list], None] | None = None,
+                     params: Sequence | None = None) -> list:
+  """Runs the adaptation loop on an explicit (LR_down, LR) pair; returns adapted weights.
+
+  Args:
+    model: the SR network (never modified).
+    lr_down: LR_down image, HWC uint8/uint16 or float [0, 1].
+    lr: LR image (the target of the adaptation loss), same format.
+    steps: number of gradient steps (0 returns the model's weights).
+    alpha: step size (a number, or one per step for SGD).
+    crops: if set, each step uses this many random aligned crops instead of the whole
+      image; ``crop_size`` is their size in LR pixels (a multiple of the scale).
+    optimizer: "sgd" (the paper) or "adam" (fine-tuning baseline).
+    seed: seeds the crop positions.
+    loss, pixel_range: see :class:`maml.LossConfig`.
+    progress: called as ``progress(step, steps, loss)`` after each step.
+    callback: called as ``callback(step, params)`` after each step (and with step 0
+      before the first), e.g. to read the result at several step counts.
+    params: start from these trainable values instead of the model's.
+
+  Returns:
+    The adapted trainable values (backend tensors), in ``model.trainable_variables``
+    order.
+  """
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
+  if not isinstance(steps, (int, np.integer)) or steps < 0:
+    raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+  alphas = maml.step_sizes(alpha, int(steps))
+  if any(not np.isfinite(a) or a < 0 for a in alphas):
+    raise ValueError(f"alpha must be finite and >= 0, got {alpha!r}")
+  if (crops is None) != (crop_size is None):
+    raise ValueError(f"crops and crop_size go together, got crops={crops!r}, "
+                     f"crop_size={crop_size!r}")
+  channels = model_channels(model)
+  lr_down = as_float_image(lr_down, channels, "lr_down")
+  lr = as_float_image(lr, channels, "lr")
+  scale = int(round(lr.shape[0] / lr_down.shape[0]))
+  if scale < 1:
+    raise ValueError(f"LR_down {lr_down.shape} is larger than LR {lr.shape}")
+  if crops is not None and (crops < 1 or crop_size < scale or crop_size % scale):
+    raise ValueError(f"need crops >= 1 and crop_size a positive multiple of the scale "
+                     f"{scale}, got crops={crops!r}, crop_size={crop_size!r}")
+  backend = maml.get_backend()
+  loss_config = maml.LossConfig(loss, pixel_range)
+  params = list(params) if params is not None else trainable_values(model)
+  if callback is not None:
+    callback(0, params)
+  if steps == 0:
+    return params
+  key = f"{optimizer}/{loss_config}"
+  if optimizer == "sgd":
+    step_fn = _compiled(model, key, lambda: backend.compile(make_sgd_step(model, loss_config)))
+  else:
+    step_fn = _compiled(model, key, lambda: backend.compile(make_adam_step(model, loss_config)))
+    adam_state = maml.adam_init(params)
+  rng = np.random.default_rng(seed)
+  whole_x = backend.convert(lr_down[None])
+  whole_y = backend.convert(lr[None])
+  for i, step_alpha in enumerate(alphas):
+    if crops is None:
+      x, y = whole_x, whole_y
+    else:
+      x, y = _crop_pairs(lr_down, lr, scale, crops, crop_size, rng)
+      x, y = backend.convert(x), backend.convert(y)
+    step_alpha = backend.convert(np.float32(step_alpha))
+    if optimizer == "sgd":
+      params, loss_value = step_fn(params, x, y, step_alpha)
+    else:
+      params, adam_state, loss_value = step_fn(params, adam_state, x, y, step_alpha)
+    params = list(params)
+    if progress is not None:
+      progress(i + 1, steps, float(loss_value))
+    if callback is not None:
+      callback(i + 1, params)
+  return params
+
+
+def predict(model: keras.Model, params: Sequence | None, lr) -> np.ndarray:
+  """``f_params(LR)`` as float32 HWC clipped to [0, 1] (``params=None``: model's weights)."""
+  lr = as_float_image(lr, model_channels(model), "lr")
+  backend = maml.get_backend()
+  params = list(params) if params is not None else trainable_values(model)
+  forward = _compiled(model, "predict",
+                      lambda: backend.compile(maml.make_apply_fn(model)))
+  sr = backend.to_numpy(forward(params, backend.convert(lr[None])))[0]
+  return np.clip(sr, 0.0, 1.0).astype(np.float32)
+
+
+def adapt_at_steps(model: keras.Model, lr_image, degradation, steps: Iterable[int] = (0, 5),
+                   alpha=maml.PAPER_ALPHA, **kwargs) -> dict:
+  """One adaptation run, the SR read after each count in ``steps``: ``{count: sr}``.
+
+  ``kwargs`` are those of :func:`adapt_parameters` (crops, optimizer, seed, ...).
+  """
+  counts = sorted({int(s) for s in steps})
+  if not counts or counts[0] < 0:
+    raise ValueError(f"steps must be non-negative integers, got {steps!r}")
+  lr = as_float_image(lr_image, model_channels(model), "lr_image")
+  lr_down = make_lr_down(lr, degradation)
+  results = {}
+
+  def read_out(step, params):
+    if step in counts:
+      results[step] = predict(model, params, lr)
+
+  adapt_parameters(model, lr_down, lr, counts[-1], alpha, callback=read_out, **kwargs)
+  return results
+
+
+def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPER_ALPHA, *,
+          crops: int | None = None, crop_size: int | None = None, optimizer: str = "sgd",
+          seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
+          loss: str = "l2", pixel_range: float = 1.0) -> np.ndarray:
+  """Algorithm 2: adapts a copy of the weights to ``lr_image`` and super-resolves it.
+
+  Args:
+    model: the SR network (its variables are never changed).
+    lr_image: HWC uint8/uint16, or float32 in [0, 1]; the model's channel count.
+    degradation: the degradation used to make LR_down from the LR (a
+      ``Degradation`` or a callable ``lr -> lr_down``), see :func:`make_lr_down`.
+    steps: number of gradient steps (0: plain super-resolution).
+    alpha: step size for [0, 1] pixels (default: the paper's 1e-5 at 0..255, L2 ->
+      0.65025; see :mod:`mlsr_tf.meta.maml`); a number or one per step.
+    crops, crop_size: adapt on ``crops`` random crops of ``crop_size`` LR pixels per
+      step instead of the whole image.
+    optimizer: "sgd" (MLSR) or "adam" (fine-tuning baseline).
+    seed: crop positions.
+    progress: ``progress(step, steps, loss)`` after each step.
+    loss, pixel_range: see :class:`maml.LossConfig`.
+
+  Returns:
+    The SR image, float32 HWC in [0, 1].
+  """
+  lr = as_float_image(lr_image, model_channels(model), "lr_image")
+  lr_down = make_lr_down(lr, degradation)
+  params = adapt_parameters(model, lr_down, lr, steps, alpha, crops=crops,
+                            crop_size=crop_size, optimizer=optimizer, seed=seed,
+                            loss=loss, pixel_range=pixel_range, progress=progress)
+  return predict(model, params, lr)

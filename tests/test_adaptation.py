@@ -1,0 +1,131 @@
+"""Tests of test-time adaptation (Algorithm 2) and the fine-tuning baseline."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mlsr_tf.meta import adaptation
+from mlsr_tf.meta import maml
+from mlsr_tf.meta import testing
+
+
+def _box_down(image, scale=2):
+  """Stand-in degradation for LR -> LR_down (box filter + subsampling), float HWC."""
+  h, w = image.shape[0] // scale, image.shape[1] // scale
+  image = image[:h * scale, :w * scale]
+  return image.reshape(h, scale, w, scale, -1).mean(axis=(1, 3))
+
+
+@pytest.fixture(name="lr")
+def fixture_lr():
+  rng = np.random.default_rng(0)
+  base = rng.uniform(0, 1, (6, 6, 1))
+  smooth = np.kron(base, np.ones((4, 4, 1)))  # Structured, so adaptation has work to do.
+  return (np.clip(smooth + 0.05 * rng.standard_normal(smooth.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def test_model_variables_unchanged_after_adapt(lr):
+  model = testing.tiny_sr_net()
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  sr = adaptation.adapt(model, lr, _box_down, steps=5, alpha=0.5)
+  assert sr.shape == (48, 48, 1) and sr.dtype == np.float32
+  assert sr.min() >= 0.0 and sr.max() <= 1.0
+  for v, b in zip(model.trainable_variables, before):
+    np.testing.assert_array_equal(v.numpy(), b)
+  # Adaptation changed the output (it did something).
+  plain = adaptation.adapt(model, lr, _box_down, steps=0, alpha=0.5)
+  assert np.abs(sr - plain).max() > 1e-4
+
+
+def test_zero_steps_is_plain_forward(lr):
+  model = testing.tiny_sr_net()
+  sr = adaptation.adapt(model, lr, _box_down, steps=0)
+  expected = np.clip(model(lr[None].astype(np.float32) / 255.0).numpy()[0], 0, 1)
+  np.testing.assert_allclose(sr, expected, atol=1e-6)
+
+
+def test_support_loss_falls_and_progress_reports(lr):
+  model = testing.tiny_sr_net()
+  seen = []
+  adaptation.adapt(model, lr, _box_down, steps=6, alpha=0.5,
+                   progress=lambda i, n, loss: seen.append((i, n, loss)))
+  assert [s[0] for s in seen] == list(range(1, 7)) and all(s[1] == 6 for s in seen)
+  losses = [s[2] for s in seen]
+  assert all(b < a for a, b in zip(losses, losses[1:])), losses
+
+
+def test_adapt_at_steps_equals_separate_runs(lr):
+  model = testing.tiny_sr_net()
+  results = adaptation.adapt_at_steps(model, lr, _box_down, steps=(0, 2, 5), alpha=0.5)
+  assert sorted(results) == [0, 2, 5]
+  for steps, sr in results.items():
+    np.testing.assert_allclose(sr, adaptation.adapt(model, lr, _box_down, steps, 0.5),
+                               atol=1e-6)
+
+
+def test_crops_are_seeded_and_adam_differs_from_sgd(lr):
+  model = testing.tiny_sr_net()
+  kwargs = dict(steps=3, alpha=0.5, crops=2, crop_size=8)
+  a = adaptation.adapt(model, lr, _box_down, seed=1, **kwargs)
+  b = adaptation.adapt(model, lr, _box_down, seed=1, **kwargs)
+  c = adaptation.adapt(model, lr, _box_down, seed=2, **kwargs)
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 0
+  adam = adaptation.adapt(model, lr, _box_down, steps=3, alpha=1e-3, optimizer="adam")
+  sgd = adaptation.adapt(model, lr, _box_down, steps=3, alpha=1e-3)
+  assert np.abs(adam - sgd).max() > 1e-5
+
+
+def test_sgd_step_inside_tf_while_loop(lr):
+  """The graph code the SavedModel export reuses gives adapt_parameters' weights."""
+  model = testing.tiny_sr_net()
+  lr_float = lr.astype(np.float32) / 255.0
+  lr_down = _box_down(lr_float).astype(np.float32)
+  expected = adaptation.adapt_parameters(model, lr_down, lr_float, 4, 0.5)
+  step = adaptation.make_sgd_step(model)
+
+  @tf.function
+  def loop(x, y, steps, alpha):
+    params = adaptation.trainable_values(model)
+
+    def body(i, *params):
+      new_params, _ = step(list(params), x, y, alpha)
+      return (i + 1, *new_params)
+    out = tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), *params))
+    return out[1:]
+
+  got = loop(tf.constant(lr_down[None]), tf.constant(lr_float[None]), tf.constant(4),
+             tf.constant(0.5))
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g.numpy(), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+def test_per_step_alphas(lr):
+  model = testing.tiny_sr_net()
+  lr_float = lr.astype(np.float32) / 255.0
+  lr_down = _box_down(lr_float).astype(np.float32)
+  a = adaptation.adapt_parameters(model, lr_down, lr_float, 2, [0.5, 0.0])
+  b = adaptation.adapt_parameters(model, lr_down, lr_float, 1, 0.5)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+
+
+def test_bad_arguments_raise_with_value(lr):
+  model = testing.tiny_sr_net()
+  with pytest.raises(ValueError, match="-1"):
+    adaptation.adapt(model, lr, _box_down, steps=-1)
+  with pytest.raises(ValueError, match="nan"):
+    adaptation.adapt(model, lr, _box_down, steps=1, alpha=float("nan"))
+  with pytest.raises(ValueError, match="'rmsprop'"):
+    adaptation.adapt(model, lr, _box_down, steps=1, optimizer="rmsprop")
+  with pytest.raises(ValueError, match=r"\(8, 8, 3\)"):
+    adaptation.adapt(model, np.zeros((8, 8, 3), np.uint8), _box_down, steps=1)
+  with pytest.raises(ValueError, match="crop_size=None"):
+    adaptation.adapt(model, lr, _box_down, steps=1, crops=2)
+  with pytest.raises(ValueError, match="3 per-step"):
+    adaptation.adapt(model, lr, _box_down, steps=2, alpha=[0.1, 0.1, 0.1])
+
+
+def test_paper_alpha_is_default():
+  import inspect  # pylint: disable=g-import-not-at-top
+  assert inspect.signature(adaptation.adapt).parameters["alpha"].default == maml.PAPER_ALPHA
