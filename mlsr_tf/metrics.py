@@ -46,19 +46,34 @@ def _prepare(a: np.ndarray, b: np.ndarray, shave: int, what: str):
     raise ValueError(f"{what}: expected uint8 images, got {a.dtype} and {b.dtype}")
   if a.shape != b.shape:
     raise ValueError(f"{what}: shapes differ: {a.shape} vs {b.shape}")
+  return _shave_y(rgb_to_y(a), rgb_to_y(b), shave, what)
+
+
+def _shave_y(ya: np.ndarray, yb: np.ndarray, shave: int, what: str):
+  """Checks two Y planes and removes ``shave`` border pixels from both."""
+  ya, yb = np.asarray(ya, np.float64), np.asarray(yb, np.float64)
+  if ya.ndim != 2 or ya.shape != yb.shape:
+    raise ValueError(f"{what}: expected two HW planes of one shape, got {ya.shape} and {yb.shape}")
   if isinstance(shave, bool) or not isinstance(shave, (int, np.integer)) or shave < 0:
     raise ValueError(f"{what}: shave must be a non-negative integer, got {shave!r}")
-  ya, yb = rgb_to_y(a), rgb_to_y(b)
   if shave:
     ya, yb = ya[shave:-shave, shave:-shave], yb[shave:-shave, shave:-shave]
   if ya.size == 0:
-    raise ValueError(f"{what}: nothing left of shape {a.shape} after shaving {shave}")
+    raise ValueError(f"{what}: nothing left of {ya.shape} after shaving {shave}")
   return ya, yb
 
 
 def psnr(a: np.ndarray, b: np.ndarray, shave: int) -> float:
   """PSNR (dB) on Y between two uint8 images; ``inf`` when identical."""
-  ya, yb = _prepare(a, b, shave, "psnr")
+  return _psnr(*_prepare(a, b, shave, "psnr"))
+
+
+def psnr_y(ya: np.ndarray, yb: np.ndarray, shave: int) -> float:
+  """PSNR between two Y planes (``HW``, 0..255 scale), e.g. a Y-only network's output."""
+  return _psnr(*_shave_y(ya, yb, shave, "psnr_y"))
+
+
+def _psnr(ya: np.ndarray, yb: np.ndarray) -> float:
   mse = np.mean((ya - yb) ** 2)
   if mse == 0:
     return math.inf
@@ -82,7 +97,15 @@ def _filter_valid(image: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 def ssim(a: np.ndarray, b: np.ndarray, shave: int) -> float:
   """Mean SSIM (Wang et al. 2004) on Y between two uint8 images."""
-  ya, yb = _prepare(a, b, shave, "ssim")
+  return _ssim(*_prepare(a, b, shave, "ssim"))
+
+
+def ssim_y(ya: np.ndarray, yb: np.ndarray, shave: int) -> float:
+  """Mean SSIM between two Y planes (``HW``, 0..255 scale)."""
+  return _ssim(*_shave_y(ya, yb, shave, "ssim_y"))
+
+
+def _ssim(ya: np.ndarray, yb: np.ndarray) -> float:
   if min(ya.shape) < _SSIM_WINDOW:
     raise ValueError(
         f"ssim: need at least {_SSIM_WINDOW}x{_SSIM_WINDOW} pixels after shaving, got {ya.shape}")

@@ -359,3 +359,28 @@ def make_lr_down(lr, degradation: Degradation):
   if isinstance(lr, np.ndarray):
     return degrade(lr, degradation)
   return degrade_tf(lr, degradation)
+
+
+def degrade_file(input_path, output_path, degradation: Degradation) -> np.ndarray:
+  """Reads an image, degrades it and writes the LR image as PNG (atomically).
+
+  8-bit images are degraded in uint8 (bicubic is MATLAB-exact); 16-bit ones in
+  float and written back as 16-bit.  Refuses to overwrite the input.
+
+  Returns:
+    The LR image written.
+  """
+  input_path, output_path = pathlib.Path(input_path), pathlib.Path(output_path)
+  if output_path.exists() and input_path.exists() and output_path.samefile(input_path):
+    raise ValueError(f"output {str(output_path)!r} would overwrite the input")
+  image = image_io.read_image(input_path)
+  if image.shape[0] < degradation.scale or image.shape[1] < degradation.scale:
+    raise ValueError(
+        f"image {str(input_path)!r} of shape {image.shape} is smaller than the scale "
+        f"{degradation.scale}")
+  if image.dtype == np.uint8:
+    lr = degrade(image, degradation)
+  else:
+    lr = image_io.to_uint(degrade(image_io.to_float(image), degradation), image.dtype)
+  image_io.write_png(output_path, lr)
+  return lr

@@ -1,0 +1,50 @@
+"""Mean PSNR/SSIM (Y, BT.601, border = scale) on SR benchmarks.
+
+Usage:
+  python tools/evaluate.py --model bicubic --datasets Set5,Set14,B100,Urban100 --scale 2
+  python tools/evaluate.py --model bicubic --datasets Set5 --scale 4 --format json
+  python tools/evaluate.py --model zssr --weights W --datasets Set5 --scale 2 \
+      --degradation gaussian:1.2,1.2,0
+
+With ``--format json`` the last line of stdout is
+``{"Set5": {"psnr": ..., "ssim": ..., "images": 5}, ...}``.  Progress goes to
+stderr.  Bad input: a one-line ``error: ...`` on stderr and exit code 2.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mlsr_tf import evaluate as evaluate_lib
+from mlsr_tf.data import datasets as datasets_lib
+from tools import _cli
+
+_MODEL = flags.DEFINE_string("model", "bicubic", "bicubic, or a network name (needs --weights).")
+_WEIGHTS = flags.DEFINE_string("weights", None, "Weights file for a network model.")
+_DATASETS = flags.DEFINE_list("datasets", list(datasets_lib.BENCHMARKS),
+                              "Comma-separated benchmark names.")
+_SCALE = flags.DEFINE_integer("scale", 2, "SR factor.")
+_DEGRADATION = flags.DEFINE_string(
+    "degradation", "bicubic", "How LR is made: bicubic | gaussian:SX,SY,THETA | FILE.mat | FILE.npy.")
+_FORMAT = flags.DEFINE_string("format", "markdown", "Report format: markdown or json.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DATA or ../shared).")
+
+
+def main(argv):
+  del argv  # Checked by _cli.parse_flags_or_exit.
+  config = evaluate_lib.EvalConfig(
+      model=_MODEL.value, weights=_WEIGHTS.value, datasets=_DATASETS.value,
+      scale=_SCALE.value, degradation=_DEGRADATION.value, data_root=_DATA_ROOT.value,
+      output_format=_FORMAT.value)
+  try:
+    evaluate_lib.run(config)
+  except (ValueError, OSError) as e:
+    _cli.fail(e)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_cli.parse_flags_or_exit)
