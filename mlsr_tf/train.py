@@ -36,7 +36,7 @@ import numpy as np
 
 from mlsr_tf import checkpoint
 from mlsr_tf import paths
-from mlsr_tf.data import datasets
+from mlsr_tf.data import datasets  # noqa
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import sampling
 
@@ -68,6 +68,9 @@ class TrainConfig:
   seed: int = 0
   jit_compile: bool = True
   max_seconds: Optional[float] = None    # stop (after a checkpoint) once this much time passed
+  # With max_seconds: after two log periods, measure the speed and shorten `iterations` (and
+  # the cosine schedule) so that the run *finishes* its schedule within max_seconds.
+  fit_iterations_to_time: bool = False
 
   def validate(self) -> None:
     if self.scale not in (2, 3, 4):
@@ -95,24 +98,26 @@ def degradation_sampler(spec: str, scale: int) -> Callable[[np.random.Generator]
                                                            degradation_lib.Degradation]:
   """Returns ``rng -> Degradation`` for ``spec``.
 
-  ``bicubic`` (and any fixed spec ``parse_degradation`` accepts) always gives the same
-  degradation; other names are distributions from ``mlsr_tf.data.tasks``.
+  A distribution name of ``mlsr_tf.data.tasks.DEGRADATION_KINDS`` other than ``bicubic``
+  (``random5x5``, ``gaussian``, ``mixed``) draws one degradation per patch; anything else is
+  a fixed degradation as ``parse_degradation`` reads it (``bicubic``, ``gaussian:SX,SY,THETA``,
+  a kernel file).
   """
-  try:
-    from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
-    make = getattr(tasks, "degradation_sampler", None)
-  except ImportError:
-    make = None
-  if make is not None and spec not in ("bicubic",) and not spec.startswith("gaussian:") \
-      and not os.path.isfile(spec):
-    return make(spec, scale)
+  from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+  if spec in tasks.DEGRADATION_KINDS and spec != "bicubic":
+    return tasks.DegradationDistribution(spec, scale).sample
   fixed = degradation_lib.parse_degradation(spec, scale)
   return lambda rng: fixed
 
 
+# What the pool workers need; set before forking so that closures need no pickling.
+_POOL_SOURCE = {}
+
+
 def _make_pair(args):
   """Worker: one chunk of (LR, HR) uint8 pairs; a pure function of its arguments."""
-  sampler, sample_degradation, seed, chunk, count = args
+  seed, chunk, count = args
+  sampler, sample_degradation = _POOL_SOURCE["sampler"], _POOL_SOURCE["degradation"]
   rng = np.random.default_rng([seed, 1_000_003, chunk])
   hr = np.stack([sampler.sample(rng) for _ in range(count)])
   lr = np.stack([degradation_lib.degrade(patch, sample_degradation(rng)) for patch in hr])
@@ -127,16 +132,20 @@ def build_pool(sampler: sampling.PatchSampler, sample_degradation, size: int, se
   the number of worker processes.
   """
   counts = [min(chunk, size - start) for start in range(0, size, chunk)]
-  jobs = [(sampler, sample_degradation, seed, i, c) for i, c in enumerate(counts)]
+  jobs = [(seed, i, c) for i, c in enumerate(counts)]
   workers = workers or os.cpu_count() or 1
-  if workers > 1 and len(jobs) > 1:
-    import multiprocessing  # pylint: disable=g-import-not-at-top
-    # fork keeps the (large) sampler out of pickling; fine here since no threads run yet.
-    context = multiprocessing.get_context("fork")
-    with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-      parts = list(pool.map(_make_pair, jobs))
-  else:
-    parts = [_make_pair(job) for job in jobs]
+  _POOL_SOURCE.update(sampler=sampler, degradation=sample_degradation)
+  try:
+    if workers > 1 and len(jobs) > 1:
+      import multiprocessing  # pylint: disable=g-import-not-at-top
+      # Forked workers inherit _POOL_SOURCE: the sampler's images are not pickled per job.
+      context = multiprocessing.get_context("fork")
+      with futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        parts = list(pool.map(_make_pair, jobs))
+    else:
+      parts = [_make_pair(job) for job in jobs]
+  finally:
+    _POOL_SOURCE.clear()
   return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
@@ -230,9 +239,16 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
                    _next_multiple(iteration, config.checkpoint_every),
                    _next_multiple(iteration, config.validate_every))
     count = boundary - iteration
-    fit = model.fit(batches(iteration, count), steps_per_epoch=count, epochs=1, verbose=0)
+    period_started = time.time()
+    fit = model.fit(batches(iteration, count), steps_per_epoch=count, epochs=1, verbose=0,
+                    shuffle=False)
     iteration = boundary
     elapsed = time.time() - loop_started
+    if (config.fit_iterations_to_time and config.max_seconds and not state
+        and iteration == start + 2 * config.log_every):
+      rate = count / max(time.time() - period_started, 1e-9)
+      _fit_schedule_to_time(config, model, schedule, rate, time.time() - started, iteration,
+                            log)
     rate = (iteration - start) / max(elapsed, 1e-9)
     eta = (config.iterations - iteration) / max(rate, 1e-9)
     event = {"iteration": iteration, "loss": float(fit.history["loss"][-1]),
@@ -262,6 +278,20 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
   if start == iteration and not history:
     model.save_weights(str(workdir / "model.weights.h5"))
   return {"iteration": iteration, "history": history, "stop_reason": stop_reason}
+
+
+def _fit_schedule_to_time(config, model, schedule, rate, elapsed, iteration, log) -> None:
+  """Shortens config.iterations to what fits in max_seconds at ``rate`` iterations/s."""
+  # Keep ~8% for validations, checkpoints and one recompilation.
+  remaining = config.max_seconds * 0.92 - elapsed
+  planned = iteration + int(rate * max(remaining, 0.0))
+  planned = max(iteration, planned // config.log_every * config.log_every)
+  if planned < config.iterations:
+    log(f"fitting schedule to time: {rate:.1f} it/s -> {planned} iterations "
+        f"instead of {config.iterations}")
+    config.iterations = planned
+    schedule.decay_steps = max(planned, 1)
+    model.make_train_function(force=True)  # The schedule is traced into the train step.
 
 
 def _next_multiple(value: int, step: int) -> int:

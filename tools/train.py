@@ -46,6 +46,9 @@ flags.DEFINE_integer("log_every", 100, "Progress line period (iterations).")
 flags.DEFINE_integer("seed", 0, "Seed of data sampling.")
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
 flags.DEFINE_float("max_seconds", None, "Stop cleanly after this many seconds.")
+flags.DEFINE_bool("fit_iterations_to_time", False,
+                  "With --max_seconds: measure the speed early and shorten --iterations (and "
+                  "the learning-rate schedule) to finish within the time.")
 
 FLAGS = flags.FLAGS
 
@@ -65,7 +68,7 @@ def main(argv):
         workdir=FLAGS.workdir, checkpoint_every=FLAGS.checkpoint_every,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         log_every=FLAGS.log_every, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
-        max_seconds=FLAGS.max_seconds)
+        max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time)
     result = train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
     print(f"error: {error}", file=sys.stderr)

@@ -20,7 +20,7 @@ work=/tmp/work; mkdir -p "$work"
 python3 tools/train.py --backend jax --model idn --data train291 --patch 96 --batch 32 \
   --iterations "${PRETRAIN_ITERATIONS:-60000}" --learning_rate 4e-4 --pool_size 60000 --workers 14 \
   --workdir "$work/pretrain" --checkpoint_every 2000 --validate_every 5000 --log_every 1000 \
-  --max_seconds "$pretrain_seconds" 2>&1 | tee "$out/pretrain.log"
+  --max_seconds "$pretrain_seconds" --fit_iterations_to_time 2>&1 | tee "$out/pretrain.log"
 cp "$work/pretrain/model.weights.h5" "$out/idn_pretrained.weights.h5"
 cp "$work/pretrain/log.jsonl" "$out/pretrain_log.jsonl"
 if [ "$meta_seconds" -gt 0 ] && [ -f tools/meta_train.py ]; then
