@@ -1,0 +1,95 @@
+"""The project's own pretrained models, shipped in ``pretrained/``.
+
+Each shipped model is described by a JSON spec (``pretrained/default.json`` for the default
+one) next to its weights:
+
+  {"model": "idn", "model_kwargs": {}, "scale": 2, "channels": 3,
+   "weights": "idn_x2_mlsr.weights.h5", "sha256": "<hex digest of the weights file>",
+   "adaptation": {"steps": 5, "alpha": 0.01}}
+
+``adaptation`` holds the recommended test-time settings (``tools/adapt_image.py`` defaults,
+from the model card).  These weights were trained by this project from random
+initialisation; see ``pretrained/MODEL_CARD.md`` for how.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Optional
+
+from mlsr_tf import paths
+
+DEFAULT_NAME = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedSpec:
+  """What is needed to rebuild a shipped model and use it."""
+  model: str
+  scale: int
+  channels: int
+  weights: pathlib.Path
+  sha256: Optional[str] = None
+  model_kwargs: dict = dataclasses.field(default_factory=dict)
+  adaptation_steps: int = 5
+  adaptation_alpha: float = 0.01
+  adaptation: dict = dataclasses.field(default_factory=dict)
+
+
+def spec_path(name: str = DEFAULT_NAME) -> pathlib.Path:
+  return paths.PRETRAINED_DIR / f"{name}.json"
+
+
+def load_spec(name_or_path: str = DEFAULT_NAME) -> PretrainedSpec:
+  """Reads the spec of a shipped model (``default``) or of a spec file at a path."""
+  path = pathlib.Path(name_or_path)
+  if path.suffix != ".json":
+    path = spec_path(str(name_or_path))
+  if not path.is_file():
+    raise FileNotFoundError(f"no pretrained model spec at {path} "
+                            f"(shipped specs: {[p.stem for p in available()]})")
+  with open(path, encoding="utf-8") as f:
+    raw = json.load(f)
+  try:
+    adaptation = dict(raw.get("adaptation", {}))
+    return PretrainedSpec(
+        model=raw["model"], scale=int(raw["scale"]), channels=int(raw["channels"]),
+        weights=(path.parent / raw["weights"]).resolve(), sha256=raw.get("sha256"),
+        model_kwargs=dict(raw.get("model_kwargs", {})),
+        adaptation_steps=int(adaptation.get("steps", 5)),
+        adaptation_alpha=float(adaptation.get("alpha", 0.01)), adaptation=adaptation)
+  except (KeyError, TypeError, ValueError) as error:
+    raise ValueError(f"malformed pretrained spec {path}: {error!r}") from error
+
+
+def available() -> list:
+  return sorted(paths.PRETRAINED_DIR.glob("*.json"))
+
+
+def sha256_of(path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True):
+  """Builds the shipped model and loads its weights; returns ``(model, spec)``.
+
+  With ``verify``, the weights' sha256 must match the spec (a corrupt or swapped file is an
+  error, not a silently different model).
+  """
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  spec = load_spec(name_or_path)
+  if not spec.weights.is_file():
+    raise FileNotFoundError(f"pretrained weights {spec.weights} are missing")
+  if verify and spec.sha256 and sha256_of(spec.weights) != spec.sha256:
+    raise ValueError(f"pretrained weights {spec.weights} do not match the sha256 in their spec")
+  model = registry.build_model(spec.model, scale=spec.scale, channels=spec.channels,
+                               **spec.model_kwargs)
+  model.load_weights(str(spec.weights))
+  return model, spec
