@@ -15,9 +15,20 @@ import os
 import pathlib
 
 import numpy as np
-import tensorflow as tf
 
 from mlsr_tf.weights import mapping
+
+
+class _LazyTensorFlow:
+  """Imports TensorFlow on first use: the JAX GPU machines have none, and loading native
+  Keras weights through models_io must work there."""
+
+  def __getattr__(self, name):
+    import tensorflow  # pylint: disable=g-import-not-at-top
+    return getattr(tensorflow, name)
+
+
+tf = _LazyTensorFlow()
 
 
 def is_tf1_checkpoint(path: str | os.PathLike) -> bool:
