@@ -1,0 +1,384 @@
+"""Meta-training (the paper's Algorithm 1) of any registered SR network, resumable.
+
+``run(MetaTrainConfig(...))`` is the library behind ``tools/meta_train.py``.  It works
+on both Keras backends (``config.backend`` must equal Keras' active backend, chosen
+by ``KERAS_BACKEND`` before keras is imported); on JAX nothing imports TensorFlow
+except the optional TensorBoard writer (skipped when TensorFlow is absent).
+
+Workdir layout (backend-neutral, so a run can resume on the other backend):
+
+* ``model.weights.h5``: the latest meta-trained weights (what other tools read);
+* ``checkpoint/model.weights.h5``, ``checkpoint/optimizer.npz`` (Adam moments and
+  count), ``checkpoint/state.json`` (iteration, config): written atomically, the
+  state file last;
+* ``metrics.jsonl``: one JSON line per log/validation event; ``tensorboard/``.
+
+Data order is a pure function of ``(seed, iteration)`` (see
+:mod:`mlsr_tf.data.tasks`), so a run resumed at iteration i sees the same tasks as an
+uninterrupted one and ends with the same weights.
+
+Validation (at iteration 0 and every ``validate_every`` iterations; none when
+``iterations < validate_every``), per image set, HR centre-cropped to
+``validation_size``:
+each HR image is degraded with a fixed degradation drawn (seeded by the image index)
+from the same kind of distribution on the *validation* kernel split; reported are
+the PSNR of bicubic upscaling, of the current network without adaptation ("base")
+and after ``validation_steps`` adaptation steps ("adapted"), as in the authors' code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from typing import Callable
+
+import numpy as np
+
+from mlsr_tf.meta import maml
+
+
+@dataclasses.dataclass
+class MetaTrainConfig:
+  """Everything ``tools/meta_train.py`` can set (see its flags for the meaning)."""
+  workdir: str
+  model: str = "idn_caffe"
+  weights: str | None = None
+  model_kwargs: dict = dataclasses.field(default_factory=dict)
+  scale: int = 2
+  channels: int | None = None  # None: the model's default (1 for idn_caffe).
+  data: str = "train291"
+  data_root: str | None = None
+  patch: int = 128
+  batch: int = 4  # Tasks per meta-batch.
+  patches_per_task: int = 1
+  inner_steps: int = 5
+  alpha: float = maml.PAPER_ALPHA
+  beta: float = maml.PAPER_BETA
+  iterations: int = 1000
+  degradation: str = "mixed"
+  sigma_max: float = 3.0
+  order: str = "first"
+  loss: str = "l2"
+  pixel_range: float = 1.0
+  validate_every: int = 100
+  validation: str = "Set5"
+  validation_images: int = 0  # 0: all images of each set.
+  validation_size: int = 128  # Centre-crop validation HR to at most this size (0: whole).
+  validation_steps: int = 5
+  checkpoint_every: int = 100
+  log_every: int = 10
+  seed: int = 0
+  backend: str = "tensorflow"
+  jit_compile: bool = False
+
+  def validate(self) -> None:
+    """Raises ValueError (repeating the value) for inconsistent settings."""
+    positive = ("scale", "patch", "batch", "patches_per_task", "iterations", "log_every",
+                "checkpoint_every")
+    for name in positive:
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for name in ("inner_steps", "validate_every", "validation_images", "validation_size",
+                 "validation_steps"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    for name in ("alpha", "beta", "pixel_range", "sigma_max"):
+      value = getattr(self, name)
+      if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if self.patch % (self.scale * self.scale):
+      raise ValueError(f"patch {self.patch} must be a multiple of scale^2 = "
+                       f"{self.scale * self.scale}")
+    if self.order not in maml.ORDERS:
+      raise ValueError(f"unknown order {self.order!r}; expected one of {maml.ORDERS}")
+    if self.backend not in maml.BACKENDS:
+      raise ValueError(f"unknown backend {self.backend!r}; expected one of {maml.BACKENDS}")
+    from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+    if self.degradation not in tasks.DEGRADATION_KINDS:
+      raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
+                       f"{tasks.DEGRADATION_KINDS}")
+    maml.LossConfig(self.loss, self.pixel_range)
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def build_model(config: MetaTrainConfig):
+  """The registered network with its initial weights (any importable format).
+
+  Native Keras weights (``.weights.h5``) and no weights bypass the importers
+  (``mlsr_tf.models_io`` imports TensorFlow for TF1 checkpoints, and the JAX GPU
+  machines have none): import a ``.caffemodel`` / checkpoint once with
+  ``tools/import_weights.py`` and meta-train from the ``.weights.h5`` there.
+  """
+  weights = config.weights
+  if weights is None or str(weights).endswith(".weights.h5"):
+    from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+    model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
+                                 **config.model_kwargs)
+    if weights is not None:
+      if not os.path.isfile(weights):
+        raise ValueError(f"no such weights file: {str(weights)!r}")
+      model.load_weights(str(weights))
+    return model
+  from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+  return models_io.build_and_load(config.model, config.weights, scale=config.scale,
+                                  channels=config.channels, **config.model_kwargs)
+
+
+def make_trainer(model, config: MetaTrainConfig, strategy=None):
+  """The backend's meta-trainer (``backend_tf.MetaTrainer`` / ``backend_jax.MetaTrainer``)."""
+  backend = maml.get_backend(config.backend)
+  alphas = maml.step_sizes(config.alpha, config.inner_steps)
+  loss_config = maml.LossConfig(config.loss, config.pixel_range)
+  if backend.name == "tensorflow":
+    from mlsr_tf.meta import backend_tf  # pylint: disable=g-import-not-at-top
+    return backend_tf.MetaTrainer(model, alphas, config.beta, config.order, loss_config,
+                                  jit_compile=config.jit_compile, strategy=strategy)
+  from mlsr_tf.meta import backend_jax  # pylint: disable=g-import-not-at-top
+  return backend_jax.MetaTrainer(model, alphas, config.beta, config.order, loss_config)
+
+
+def make_task_sampler(config: MetaTrainConfig, channels: int):
+  from mlsr_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+  from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+  files = datasets.list_training_images(config.data, paths.data_root(config.data_root))
+  return tasks.TaskSampler.from_paths(
+      files, config.patch, config.scale, kind=config.degradation, channels=channels,
+      seed=config.seed, patches_per_task=config.patches_per_task,
+      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max))
+
+
+def _center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
+  h, w = image.shape[:2]
+  if size:
+    h, w = min(h, size), min(w, size)
+  h, w = h - h % multiple, w - w % multiple
+  top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+  return image[top:top + h, left:left + w]
+
+
+def validation_set(config: MetaTrainConfig, channels: int) -> dict:
+  """``{set name: [(image name, HR uint8, LR float, Degradation)]}``, fixed per config."""
+  from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import sampling  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+  root = paths.data_root(config.data_root)
+  distribution = tasks.DegradationDistribution(
+      config.degradation, config.scale, split="validation",
+      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max))
+  result = {}
+  for set_name in [s for s in config.validation.split(",") if s]:
+    files = datasets.list_training_images(set_name, root)
+    if config.validation_images:
+      files = files[:config.validation_images]
+    items = []
+    for index, path in enumerate(files):
+      hr = image_io.read_image(path)
+      if hr.dtype != np.uint8:
+        raise ValueError(f"validation image {str(path)!r} is not 8-bit")
+      hr = _center_crop(sampling.to_channels(hr, channels), config.validation_size,
+                        config.scale)
+      deg = distribution.sample(np.random.default_rng([config.seed, 7919, index]))
+      lr = np.clip(degradation_lib.degrade(image_io.to_float(hr), deg), 0, 1).astype(np.float32)
+      items.append((path.stem, hr, lr, deg))
+    result[set_name] = items
+  return result
+
+
+def validate(model, validation: dict, config: MetaTrainConfig) -> dict:
+  """Mean PSNR per set: ``{set: {"bicubic", "base", "adapted"}}`` (Y, shave = scale)."""
+  from mlsr_tf import metrics  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import imresize  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  result = {}
+  for set_name, items in validation.items():
+    scores = {"bicubic": [], "base": [], "adapted": []}
+    for _, hr, lr, deg in items:
+      bicubic = np.clip(imresize.imresize(lr, config.scale), 0, 1)
+      outputs = adaptation.adapt_at_steps(
+          model, lr, deg, steps=(0, config.validation_steps), alpha=config.alpha,
+          loss=config.loss, pixel_range=config.pixel_range, seed=config.seed)
+      for key, sr in (("bicubic", bicubic), ("base", outputs[0]),
+                      ("adapted", outputs[config.validation_steps])):
+        sr = image_io.to_uint(sr[:hr.shape[0], :hr.shape[1]])
+        scores[key].append(metrics.psnr(sr, hr[:sr.shape[0], :sr.shape[1]],
+                                        shave=config.scale))
+    result[set_name] = {k: float(np.mean(v)) for k, v in scores.items()}
+  return result
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
+  tmp = path.with_name(f".{path.name}.tmp")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def save_weights(model, path: pathlib.Path) -> None:
+  """``model.save_weights`` to a temporary file, then renamed (never half-written)."""
+  tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
+  model.save_weights(str(tmp))
+  os.replace(tmp, path)
+
+
+def save_checkpoint(workdir: pathlib.Path, trainer, iteration: int,
+                    config: MetaTrainConfig) -> None:
+  checkpoint = workdir / "checkpoint"
+  checkpoint.mkdir(parents=True, exist_ok=True)
+  trainer.write_to_model()
+  save_weights(trainer.model, checkpoint / "model.weights.h5")
+  tmp = checkpoint / f".optimizer-{os.getpid()}.npz"
+  np.savez(tmp, **trainer.get_state())
+  os.replace(tmp, checkpoint / "optimizer.npz")
+  state = {"iteration": iteration, "config": dataclasses.asdict(config)}
+  _atomic_write_bytes(checkpoint / "state.json", json.dumps(state, indent=1).encode())
+  save_weights(trainer.model, workdir / "model.weights.h5")
+
+
+def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
+  """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0)."""
+  state_path = workdir / "checkpoint" / "state.json"
+  if not state_path.exists():
+    return 0
+  state = json.loads(state_path.read_text())
+  saved = state["config"]
+  for key in ("model", "scale", "channels", "model_kwargs"):
+    if saved.get(key) != getattr(config, key):
+      raise ValueError(f"workdir {str(workdir)!r} holds a run with {key}={saved.get(key)!r}, "
+                       f"not {getattr(config, key)!r}")
+  trainer.model.load_weights(str(workdir / "checkpoint" / "model.weights.h5"))
+  import keras  # pylint: disable=g-import-not-at-top
+  trainer.set_theta([keras.ops.convert_to_numpy(v.value)
+                     for v in trainer.model.trainable_variables])
+  with np.load(workdir / "checkpoint" / "optimizer.npz") as optimizer:
+    trainer.set_state(dict(optimizer))
+  return int(state["iteration"])
+
+
+def _summary_writer(workdir: pathlib.Path, backend: str):
+  """A TensorBoard writer when TensorFlow is importable (the JAX machines may lack it)."""
+  if backend == "jax":
+    return None  # Keep TensorFlow (and its GPU memory grab) out of JAX runs.
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("tensorboard") is None:
+    return None  # tf.summary.scalar needs the tensorboard package; metrics.jsonl has all.
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return tf.summary.create_file_writer(str(workdir / "tensorboard"))
+
+
+def _write_summaries(writer, iteration: int, values: dict) -> None:
+  if writer is None:
+    return
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with writer.as_default(step=iteration):
+    for name, value in values.items():
+      tf.summary.scalar(name, value)
+  writer.flush()
+
+
+def _append_jsonl(path: pathlib.Path, event: dict) -> None:
+  with open(path, "a", encoding="utf-8") as f:
+    f.write(json.dumps(event) + "\n")
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+      f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=None) -> dict:
+  """Meta-trains (or resumes) according to ``config``.
+
+  Returns:
+    ``{"iteration": last iteration, "validation": last validation (or None),
+    "seconds_per_iteration": mean over this call's iterations (or None)}``.
+  """
+  config.validate()
+  import keras  # pylint: disable=g-import-not-at-top
+  if keras.backend.backend() != config.backend:
+    raise ValueError(f"backend {config.backend!r} requested but Keras runs on "
+                     f"{keras.backend.backend()!r}; set KERAS_BACKEND={config.backend} "
+                     "before keras is imported")
+  workdir = pathlib.Path(config.workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  model = build_model(config)
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  channels = adaptation.model_channels(model)
+  if config.channels is None:
+    config = dataclasses.replace(config, channels=channels)
+  trainer = make_trainer(model, config, strategy)
+  start = restore_checkpoint(workdir, trainer, config)
+  if start:
+    log(f"resuming from iteration {start} in {workdir}")
+  if start >= config.iterations:
+    log(f"nothing to do: iteration {start} >= --iterations {config.iterations}")
+    return {"iteration": start, "validation": None, "seconds_per_iteration": None}
+  sampler = make_task_sampler(config, channels)
+  # No validation for runs shorter than one period (smoke tests stay fast).
+  validate_now = bool(config.validate_every) and config.iterations >= config.validate_every
+  validation = validation_set(config, channels) if validate_now else {}
+  writer = _summary_writer(workdir, config.backend)
+  if writer is None:
+    log("TensorBoard summaries off (needs tensorflow + tensorboard); see metrics.jsonl")
+  metrics_path = workdir / "metrics.jsonl"
+  last_validation = None
+
+  def run_validation(iteration):
+    nonlocal last_validation
+    trainer.write_to_model()
+    began = time.time()
+    last_validation = validate(model, validation, config)
+    for set_name, scores in last_validation.items():
+      log(f"validation {iteration}: {set_name} bicubic {scores['bicubic']:.3f} dB, "
+          f"base {scores['base']:.3f} dB, adapted ({config.validation_steps} steps) "
+          f"{scores['adapted']:.3f} dB [{time.time() - began:.1f} s]")
+      _write_summaries(writer, iteration, {f"validation/{set_name}/{k}": v
+                                           for k, v in scores.items()})
+    _append_jsonl(metrics_path, {"iteration": iteration, "validation": last_validation})
+
+  if validation and start == 0:
+    run_validation(0)
+  began = time.time()
+  window = []
+  for iteration in range(start, config.iterations):
+    step_began = time.time()
+    batch = sampler.sample(iteration, config.batch)
+    metrics = trainer.step(batch)
+    done = iteration + 1
+    window.append(time.time() - step_began)
+    if done % config.log_every == 0 or done == config.iterations:
+      per_iteration = float(np.mean(window[-config.log_every:]))
+      eta = per_iteration * (config.iterations - done)
+      log(f"iteration {done}/{config.iterations}: meta loss {metrics['meta_loss']:.6g}, "
+          f"support loss {metrics['support_loss_before']:.6g} -> "
+          f"{metrics['support_loss_after']:.6g}, {per_iteration:.2f} s/it, "
+          f"ETA {_format_seconds(eta)}")
+      _write_summaries(writer, done, {f"train/{k}": v for k, v in metrics.items()})
+      _append_jsonl(metrics_path, dict(metrics, iteration=done, seconds=per_iteration))
+    if done % config.checkpoint_every == 0 or done == config.iterations:
+      save_checkpoint(workdir, trainer, done, config)
+    if validation and done % config.validate_every == 0:
+      run_validation(done)
+  elapsed = time.time() - began
+  return {"iteration": config.iterations, "validation": last_validation,
+          "seconds_per_iteration": elapsed / (config.iterations - start)}

@@ -1,0 +1,93 @@
+r"""Meta-trains an SR network with MLSR (Algorithm 1), resumable.
+
+Usage:
+  python tools/meta_train.py --model idn_caffe \
+      --weights ../shared/weights/idn_caffe/IDN_x2.caffemodel --data train291 \
+      --patch 64 --batch 2 --inner_steps 2 --iterations 2 --workdir runs/meta
+
+Rerun with the same --workdir and a larger --iterations: it resumes where it stopped,
+with the same data order.  The latest meta-trained weights are written to
+WORKDIR/model.weights.h5 (accepted by every tool's --weights).  --backend jax runs the
+same algorithm on Keras' JAX backend (no TensorFlow needed).
+
+Step sizes are for pixels in [0, 1] (default --alpha 0.65025 = the paper's 1e-5 at
+0..255 for the L2 loss; --beta 1e-6 as in the paper, Adam is scale invariant); with
+--pixel_range 255 pass the paper's values unchanged.  See mlsr_tf/meta/maml.py.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from tools import _cli  # pylint: disable=g-import-not-at-top
+
+flags.DEFINE_enum("backend", None, ["tensorflow", "jax"],
+                  "Keras backend (default: $KERAS_BACKEND, else tensorflow).")
+flags.DEFINE_string("model", "idn_caffe", "Registered model name.")
+flags.DEFINE_string("model_kwargs", "{}", "JSON dict of extra model constructor arguments.")
+flags.DEFINE_string("weights", None, "Initial weights (any importable format).")
+flags.DEFINE_integer("scale", 2, "Upscaling factor.")
+flags.DEFINE_integer("channels", None, "1 (Y) or 3 (RGB); default: the model's.")
+flags.DEFINE_string("data", "train291", "Training set name under the data root, or a folder.")
+flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DATA, else ../shared).")
+flags.DEFINE_integer("patch", 128, "HR patch size (a multiple of scale^2).")
+flags.DEFINE_integer("batch", 4, "Tasks per meta-batch (one degradation each).")
+flags.DEFINE_integer("patches_per_task", 1, "HR patches per task.")
+flags.DEFINE_integer("inner_steps", 5, "Inner SGD steps k.")
+flags.DEFINE_float("alpha", 0.65025, "Inner SGD step size (for --pixel_range).")
+flags.DEFINE_float("beta", 1e-6, "Outer Adam step size.")
+flags.DEFINE_integer("iterations", 1000, "Total number of meta-iterations.")
+flags.DEFINE_enum("degradation", "mixed", ["bicubic", "random5x5", "gaussian", "mixed"],
+                  "Distribution of per-task degradations.")
+flags.DEFINE_float("sigma_max", 3.0, "Largest Gaussian sigma (gaussian / mixed).")
+flags.DEFINE_enum("order", "first", ["first", "second"], "Meta-gradient order.")
+flags.DEFINE_enum("loss", "l2", ["l2", "l1"], "Pixel loss.")
+flags.DEFINE_float("pixel_range", 1.0, "Loss computed on pixels scaled to 0..pixel_range.")
+flags.DEFINE_string("workdir", "runs/meta", "Output and checkpoint directory.")
+flags.DEFINE_integer("validate_every", 100, "Validation period (0: never; also none if --iterations is smaller).")
+flags.DEFINE_string("validation", "Set5", "Comma-separated validation sets (names or folders).")
+flags.DEFINE_integer("validation_images", 0, "Use the first N images of each set (0: all).")
+flags.DEFINE_integer("validation_size", 128,
+                     "Centre-crop validation HR to this size (0: whole image).")
+flags.DEFINE_integer("validation_steps", 5, "Adaptation steps at validation.")
+flags.DEFINE_integer("checkpoint_every", 100, "Checkpoint period (iterations).")
+flags.DEFINE_integer("log_every", 10, "Progress line period (iterations).")
+flags.DEFINE_integer("seed", 0, "Seed of task sampling.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the TensorFlow meta-step.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if FLAGS.backend:
+    os.environ["KERAS_BACKEND"] = FLAGS.backend
+  backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
+  try:
+    config = meta_train.MetaTrainConfig(
+        workdir=FLAGS.workdir, model=FLAGS.model, weights=FLAGS.weights,
+        model_kwargs=json.loads(FLAGS.model_kwargs), scale=FLAGS.scale,
+        channels=FLAGS.channels, data=FLAGS.data, data_root=FLAGS.data_root, patch=FLAGS.patch,
+        batch=FLAGS.batch, patches_per_task=FLAGS.patches_per_task,
+        inner_steps=FLAGS.inner_steps, alpha=FLAGS.alpha, beta=FLAGS.beta,
+        iterations=FLAGS.iterations, degradation=FLAGS.degradation, sigma_max=FLAGS.sigma_max,
+        order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
+        validate_every=FLAGS.validate_every, validation=FLAGS.validation,
+        validation_images=FLAGS.validation_images, validation_size=FLAGS.validation_size,
+        validation_steps=FLAGS.validation_steps, checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every, seed=FLAGS.seed, backend=backend,
+        jit_compile=FLAGS.jit_compile)
+    result = meta_train.run(config, log=lambda line: print(line, flush=True))
+  except (ValueError, OSError) as error:
+    _cli.fail(error)
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_cli.parse_flags_or_exit)
