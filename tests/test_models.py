@@ -229,6 +229,24 @@ def test_idn_layer_names_and_grouped_kernels():
   assert shapes["upsample_conv2/kernel"] == (3, 3, 64, 12)
 
 
+def test_grouped_conv_equals_idn_tf_release_group_conv():
+  # IDN-TF's GroupConv2d splits the input channels and W's OUTPUT axis into 4
+  # consecutive groups and concatenates; Keras' groups=4 must agree, so that
+  # the checkpoint's W (3, 3, 12, 32) is assigned unchanged.
+  model = build_model("idn", scale=2)
+  layer = model.get_layer("distill_0_conv2")
+  rng = np.random.default_rng(3)
+  layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype("float32"))
+  layer.bias.assign(rng.standard_normal(layer.bias.shape).astype("float32"))
+  x = _rand(1, 6, 5, 48)
+  kernel = layer.kernel.numpy()
+  want = tf.concat([
+      tf.nn.conv2d(xi, ki, 1, "SAME")
+      for xi, ki in zip(tf.split(x, 4, axis=3), tf.split(kernel, 4, axis=3))
+  ], axis=3) + layer.bias.numpy()
+  np.testing.assert_allclose(layer(x).numpy(), want.numpy(), atol=1e-5)
+
+
 def test_idn_matches_tf_release_checkpoint_layout():
   index = paths.data_root() / "weights" / "idn_tf_x2" / "model.ckpt.index"
   if not index.exists():
