@@ -1,0 +1,105 @@
+"""Tests of the meta-training library and tool (resume determinism, outputs, errors)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlsr_tf import meta_train
+from mlsr_tf.data import image_io
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(name="data_dir")
+def fixture_data_dir(tmp_path):
+  rng = np.random.default_rng(0)
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i in range(3):
+    base = rng.integers(0, 256, (6, 7, 3)).astype(np.float64)
+    image = np.kron(base, np.ones((6, 6, 1))) + rng.normal(0, 8, (36, 42, 3))
+    image_io.write_png(folder / f"im{i}.png", np.clip(image, 0, 255).astype(np.uint8))
+  return folder
+
+
+def _config(workdir, data_dir, **kwargs):
+  values = dict(workdir=str(workdir), model="tiny", weights=None, channels=3,
+                data=str(data_dir), patch=16, batch=2, inner_steps=2, alpha=0.5, beta=1e-3,
+                iterations=3, degradation="mixed", validate_every=0, log_every=1,
+                checkpoint_every=1)
+  values.update(kwargs)
+  return meta_train.MetaTrainConfig(**values)
+
+
+def _weights(path):
+  import h5py  # pylint: disable=g-import-not-at-top
+  values = []
+  with h5py.File(path, "r") as f:
+    f.visititems(lambda name, obj: values.append((name, obj[()]))
+                 if isinstance(obj, h5py.Dataset) else None)
+  return values
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, data_dir):
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)  # Same initial weights for both runs (tiny has no file).
+  straight = _config(tmp_path / "straight", data_dir)
+  meta_train.run(straight, log=lambda _: None)
+  keras.utils.set_random_seed(0)
+  resumed = _config(tmp_path / "resumed", data_dir, iterations=2)
+  meta_train.run(resumed, log=lambda _: None)
+  lines = []
+  result = meta_train.run(dataclasses.replace(resumed, iterations=3), log=lines.append)
+  assert result["iteration"] == 3
+  assert any("resuming from iteration 2" in line for line in lines)
+  a = _weights(tmp_path / "straight" / "model.weights.h5")
+  b = _weights(tmp_path / "resumed" / "model.weights.h5")
+  assert [n for n, _ in a] == [n for n, _ in b] and a
+  for (_, x), (_, y) in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  # The checkpoint and the metrics log are complete.
+  state = json.loads((tmp_path / "straight" / "checkpoint" / "state.json").read_text())
+  assert state["iteration"] == 3
+  events = [json.loads(l) for l in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+  assert [e["iteration"] for e in events] == [1, 2, 3]
+  # Already done: nothing to do, weights untouched.
+  again = meta_train.run(straight, log=lambda _: None)
+  assert again["iteration"] == 3
+
+
+def test_validation_reports_bicubic_base_adapted(tmp_path, data_dir):
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  config = _config(tmp_path / "run", data_dir, iterations=1, validate_every=1,
+                   validation=str(data_dir), validation_images=2, validation_size=24,
+                   validation_steps=2, degradation="bicubic")
+  result = meta_train.run(config, log=lambda _: None)
+  scores = result["validation"][str(data_dir)]
+  assert set(scores) == {"bicubic", "base", "adapted"}
+  assert all(10 < v < 60 for v in scores.values())
+  assert scores["adapted"] != scores["base"]
+
+
+def test_bad_config_raises_with_value(tmp_path, data_dir):
+  with pytest.raises(ValueError, match="18"):
+    meta_train.run(_config(tmp_path / "x", data_dir, patch=18), log=lambda _: None)
+  with pytest.raises(ValueError, match="'third'"):
+    meta_train.run(_config(tmp_path / "x", data_dir, order="third"), log=lambda _: None)
+  with pytest.raises(ValueError, match="'jax'"):
+    meta_train.run(_config(tmp_path / "x", data_dir, backend="jax"), log=lambda _: None)
+
+
+def test_tool_bad_input_exits_2(tmp_path):
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model", "tiny",
+       "--data", str(tmp_path / "missing"), "--workdir", str(tmp_path / "w"),
+       "--iterations", "1", "--patch", "16"],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 2, done.stderr[-2000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error:") and "missing" in last
