@@ -48,8 +48,14 @@ def bicubic_phase_taps(scale: int) -> list[tuple[int, np.ndarray]]:
   return taps
 
 
+def is_positive_int(value) -> bool:
+  """True for ints (Python or NumPy, not bool) >= 1."""
+  return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+          and value >= 1)
+
+
 def _check_scale(scale) -> int:
-  if isinstance(scale, bool) or int(scale) != scale or scale < 1:
+  if not is_positive_int(scale):
     raise ValueError(f"scale must be a positive integer, got {scale!r}")
   return int(scale)
 
@@ -196,8 +202,7 @@ def check_positive_ints(name: str, values: Sequence[int]) -> tuple[int, ...]:
   except TypeError:
     raise ValueError(f"{name} must be a sequence of positive ints, got "
                      f"{values!r}") from None
-  if not values or any(isinstance(v, bool) or int(v) != v or v < 1
-                       for v in values):
+  if not values or not all(is_positive_int(v) for v in values):
     raise ValueError(f"{name} must be a sequence of positive ints, got "
                      f"{values!r}")
   return tuple(int(v) for v in values)

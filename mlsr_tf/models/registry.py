@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import keras
 
+from mlsr_tf.models import blocks
+
 _BUILDERS: dict[str, Callable[..., "SRModel"]] = {}
 _DEFAULT_CHANNELS: dict[str, int] = {}
 # Modules whose import registers builders (imported lazily: keeps this light).
@@ -98,9 +100,9 @@ def build_model(name: str, scale: int = 2, channels: int | None = None,
         f"unknown model {name!r}; expected one of {sorted(_BUILDERS)}")
   if channels is None:
     channels = _DEFAULT_CHANNELS[name]
-  if isinstance(channels, bool) or int(channels) != channels or channels < 1:
+  if not blocks.is_positive_int(channels):
     raise ValueError(f"channels must be a positive integer, got {channels!r}")
-  if isinstance(scale, bool) or int(scale) != scale or scale < 1:
+  if not blocks.is_positive_int(scale):
     raise ValueError(f"scale must be a positive integer, got {scale!r}")
   builder = _BUILDERS[name]
   accepted = set(inspect.signature(builder).parameters) - {"scale", "channels"}
