@@ -129,3 +129,17 @@ def test_bad_arguments_raise_with_value(lr):
 def test_paper_alpha_is_default():
   import inspect  # pylint: disable=g-import-not-at-top
   assert inspect.signature(adaptation.adapt).parameters["alpha"].default == maml.PAPER_ALPHA
+
+
+def test_adaptive_upscale_fn_columns_for_y_and_gray(lr):
+  model = testing.tiny_sr_net(channels=1)
+  upscale = adaptation.adaptive_upscale_fn(model, _box_down, steps=(2, 0), alpha=0.5)
+  rgb = np.repeat(lr, 3, axis=2)
+  out = upscale(rgb, "x")
+  assert list(out) == ["0", "2"]
+  assert all(v.dtype == np.uint8 and v.shape == (48, 48, 1) for v in out.values())
+  np.testing.assert_array_equal(  # Y of a gray RGB image is the gray level (scaled).
+      out["2"], upscale(rgb, "y")["2"])
+  gray_model = testing.tiny_sr_net(channels=3)
+  out = adaptation.adaptive_upscale_fn(gray_model, _box_down, steps=(1,), alpha=0.5)(lr, "g")
+  assert out["1"].shape == (48, 48, 1)

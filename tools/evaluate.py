@@ -5,6 +5,11 @@ Usage:
   python tools/evaluate.py --model bicubic --datasets Set5 --scale 4 --format json
   python tools/evaluate.py --model zssr --weights W --datasets Set5 --scale 2 \
       --degradation gaussian:1.2,1.2,0
+  python tools/evaluate.py --model idn_caffe \
+      --weights ../shared/weights/idn_caffe/IDN_x2.caffemodel --datasets Set5 --scale 2 \
+      --protocol idn-caffe
+  python tools/evaluate.py --model idn_caffe --weights W --datasets Set5 --scale 2 \
+      --degradation gaussian:1.2,1.2,0 --adapt_steps 0,5,20 [--alpha A] [--finetune adam]
 
 With ``--format json`` the last line of stdout is
 ``{"Set5": {"psnr": ..., "ssim": ..., "images": 5}, ...}``.  Progress goes to
@@ -32,14 +37,36 @@ _DEGRADATION = flags.DEFINE_string(
     "degradation", "bicubic", "How LR is made: bicubic | gaussian:SX,SY,THETA | FILE.mat | FILE.npy.")
 _FORMAT = flags.DEFINE_string("format", "markdown", "Report format: markdown or json.")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DATA or ../shared).")
+_ADAPT_STEPS = flags.DEFINE_list(
+    "adapt_steps", None,
+    "With a network: MLSR test-time adaptation, one column per step count (e.g. 0,5,20,100).")
+_ALPHA = flags.DEFINE_float("alpha", 0.65025,
+                            "Adaptation step size for [0, 1] pixels (paper's 1e-5 at 0..255, L2).")
+_FINETUNE = flags.DEFINE_enum("finetune", "sgd", ["sgd", "adam"],
+                              "Adaptation optimizer (adam: the naive fine-tuning baseline).")
+_PROTOCOL = flags.DEFINE_string(
+    "protocol", "standard",
+    "standard | idn-caffe (Y only, float-bicubic LR on Y, as the IDN authors scored).")
 
 
 def main(argv):
   del argv  # Checked by _cli.parse_flags_or_exit.
+  options = {}
+  if _ADAPT_STEPS.value:
+    from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+    try:
+      steps = [int(s) for s in _ADAPT_STEPS.value]
+    except ValueError:
+      _cli.fail(f"--adapt_steps must be integers, got {_ADAPT_STEPS.value!r}")
+    if any(s < 0 for s in steps) or not (_ALPHA.value >= 0 and _ALPHA.value < float("inf")):
+      _cli.fail(f"--adapt_steps must be >= 0 and --alpha finite and >= 0, got "
+                f"{steps!r} and {_ALPHA.value!r}")
+    evaluate_lib.register_upscaler(_MODEL.value, adaptation.eval_upscaler_factory)
+    options = dict(adapt_steps=steps, alpha=_ALPHA.value, finetune=_FINETUNE.value)
   config = evaluate_lib.EvalConfig(
       model=_MODEL.value, weights=_WEIGHTS.value, datasets=_DATASETS.value,
       scale=_SCALE.value, degradation=_DEGRADATION.value, data_root=_DATA_ROOT.value,
-      output_format=_FORMAT.value)
+      output_format=_FORMAT.value, protocol=_PROTOCOL.value, options=options)
   try:
     evaluate_lib.run(config)
   except (ValueError, OSError) as e:

@@ -285,3 +285,60 @@ def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPE
                             crop_size=crop_size, optimizer=optimizer, seed=seed,
                             loss=loss, pixel_range=pixel_range, progress=progress)
   return predict(model, params, lr)
+
+
+def _model_input(lr: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 HWC LR -> the model's float input (Y / 255 for Y-only models)."""
+  from mlsr_tf import metrics  # pylint: disable=g-import-not-at-top
+  if channels == 1 and lr.shape[2] != 1:
+    return (metrics.rgb_to_y(lr) / 255.0).astype(np.float32)[:, :, None]
+  x = as_float_image(lr)
+  if lr.shape[2] == 1 and channels != 1:
+    x = np.repeat(x, channels, axis=2)
+  return x
+
+
+def adaptive_upscale_fn(model: keras.Model, degradation, steps: Iterable[int] = (0, 5),
+                        alpha=maml.PAPER_ALPHA, **kwargs) -> Callable:
+  """An upscaler for ``mlsr_tf.evaluate.evaluate``: ``{"<steps>": uint8 SR}`` per image.
+
+  One adaptation run per image; the SR is read after each step count (column per
+  count).  ``degradation`` makes LR_down from the LR (the LR's own degradation, as
+  in the paper's known-kernel setting).  ``kwargs``: see :func:`adapt_parameters`
+  (``optimizer="adam"`` for the fine-tuning baseline, crops, seed, ...).
+  Y-only models adapt and predict Y (scored against the HR's Y).
+  """
+  from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
+  channels = model_channels(model)
+  counts = sorted({int(s) for s in steps})
+
+  def upscale(lr: np.ndarray, name: str) -> dict:
+    del name
+    x = _model_input(lr, channels)
+    results = adapt_at_steps(model, x, degradation, counts, alpha, **kwargs)
+    out = {}
+    for count in counts:
+      sr = results[count]
+      if lr.shape[2] == 1 and channels != 1:
+        sr = sr.mean(axis=2, keepdims=True)
+      out[str(count)] = image_io.to_uint(sr)
+    return out
+  return upscale
+
+
+def eval_upscaler_factory(config, degradation) -> Callable:
+  """``mlsr_tf.evaluate`` upscaler factory: the network of ``config`` with adaptation.
+
+  Reads ``config.options``: ``adapt_steps`` (list of counts), ``alpha``,
+  ``finetune`` ("sgd" | "adam"), ``crops``, ``crop_size``, ``seed``.
+  """
+  from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+  if not config.weights:
+    raise ValueError(f"model {config.model!r} needs weights (--weights), got none")
+  options = dict(config.options)
+  model = models_io.build_and_load(config.model, config.weights, config.scale, None)
+  return adaptive_upscale_fn(
+      model, degradation, steps=options.get("adapt_steps", (0, 5)),
+      alpha=options.get("alpha", maml.PAPER_ALPHA), optimizer=options.get("finetune", "sgd"),
+      crops=options.get("crops"), crop_size=options.get("crop_size"),
+      seed=options.get("seed", 0))
