@@ -13,7 +13,9 @@
 This module sits above `mlsr_tf.models` and `mlsr_tf.weights` and may import both.
 """
 
+import dataclasses
 import os
+import re
 import warnings
 import zipfile
 
@@ -124,3 +126,75 @@ def build_and_load(name: str, weights_path: str | os.PathLike | None, scale: int
   if weights_path is not None:
     load_weights_into(model, weights_path)
   return model
+
+
+# --format of tools/import_weights.py -> (model, weights format, shipped name map).
+IMPORT_FORMATS = {
+    "tf1-idn": ("idn", "tf1", "idn_tf1"),
+    "tf1-mzsr": ("zssr", "tf1", "mzsr"),
+    "caffe-idn": ("idn_caffe", "caffe", None),
+    "torch-rcan": ("rcan", "torch", None),
+}
+
+
+@dataclasses.dataclass
+class ImportConfig:
+  """What `import_weights` converts (the flags of tools/import_weights.py)."""
+  format: str
+  input: str
+  output: str
+  scale: int | None = None
+  model: str | None = None
+  name_map: str | None = None
+
+
+def _scale_from_name(path: str) -> int | None:
+  match = re.search(r"_x(\d+)\b", os.path.basename(path))
+  return int(match.group(1)) if match else None
+
+
+def import_weights(config: ImportConfig) -> str:
+  """Converts `config.input` into the Keras weights file `config.output`.
+
+  The output is written to a temporary file and renamed, so a failure never
+  leaves a partial file; the input is never modified.
+
+  Returns:
+    A one-line report (model, scale, number of tensors, output path).
+
+  Raises:
+    ValueError: bad format/paths, or weights that do not fit (names listed).
+  """
+  if config.format not in IMPORT_FORMATS:
+    raise ValueError(f"unknown format {config.format!r}; expected one of "
+                     f"{sorted(IMPORT_FORMATS)}")
+  model_name, expected_format, name_map = IMPORT_FORMATS[config.format]
+  model_name = config.model or model_name
+  name_map = config.name_map or name_map
+  if not config.output.endswith(".weights.h5"):
+    raise ValueError(f"--output must end with .weights.h5, got {config.output!r}")
+  if os.path.abspath(config.output) == os.path.abspath(config.input):
+    raise ValueError(f"--output {config.output!r} would overwrite the input")
+  found_format = detect_format(config.input)
+  if found_format != expected_format:
+    raise ValueError(f"--format {config.format} expects a {expected_format} input, but "
+                     f"{config.input!r} is {found_format}")
+  scale = config.scale
+  if scale is None:
+    scale = _scale_from_name(config.input) if expected_format == "caffe" else None
+    scale = scale or 2
+  model = registry.build_model(model_name, scale=scale)
+  load_weights_into(model, config.input, name_map=name_map)
+  output_dir = os.path.dirname(os.path.abspath(config.output))
+  if not os.path.isdir(output_dir):
+    raise ValueError(f"output directory {output_dir!r} does not exist")
+  temporary = os.path.join(output_dir, f".tmp-{os.getpid()}-{os.path.basename(config.output)}")
+  try:
+    model.save_weights(temporary)
+    os.replace(temporary, config.output)
+  finally:
+    if os.path.exists(temporary):
+      os.remove(temporary)
+  return (f"imported {config.format} {config.input} -> {model_name} x{scale} "
+          f"({len(model.weights)} tensors, {model.count_params():,} parameters): "
+          f"{config.output}")

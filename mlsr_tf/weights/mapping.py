@@ -51,6 +51,12 @@ OPTIMIZER_PATTERNS = (
 )
 
 
+def _first(names: Sequence[str], limit: int = 12) -> str:
+  """Joins names, eliding after `limit` so errors stay readable (attributes keep all)."""
+  shown = ", ".join(names[:limit])
+  return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
 class WeightMismatchError(ValueError):
   """Source tensors and model weights do not correspond one to one.
 
@@ -67,13 +73,13 @@ class WeightMismatchError(ValueError):
     self.misshaped = list(misshaped)
     parts = []
     if self.missing:
-      parts.append(f"missing ({len(self.missing)}): {', '.join(self.missing)}")
+      parts.append(f"missing ({len(self.missing)}): {_first(self.missing)}")
     if self.unexpected:
-      parts.append(f"unexpected ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+      parts.append(f"unexpected ({len(self.unexpected)}): {_first(self.unexpected)}")
     if self.misshaped:
-      shapes = ", ".join(f"{name} model {tuple(want)} vs source {tuple(got)}"
-                         for name, want, got in self.misshaped)
-      parts.append(f"mis-shaped ({len(self.misshaped)}): {shapes}")
+      shapes = [f"{name} model {tuple(want)} vs source {tuple(got)}"
+                for name, want, got in self.misshaped]
+      parts.append(f"mis-shaped ({len(self.misshaped)}): {_first(shapes)}")
     prefix = f"{context}: " if context else ""
     super().__init__(f"{prefix}weights do not match the model; " + "; ".join(parts))
 
