@@ -165,6 +165,8 @@ class EvalConfig:
     data_root: data root (None: ``$MLSR_DATA`` or ``../shared``).
     output_format: ``markdown`` or ``json`` (JSON summary as the last stdout line).
     options: extra settings for registered upscalers (e.g. adaptation steps).
+    protocol: ``standard`` or ``idn-caffe`` (Y only, float-bicubic LR on Y, as
+      the IDN authors scored; see ``mlsr_tf.sr_inference``; network models only).
   """
   model: str = "bicubic"
   weights: Optional[str] = None
@@ -174,6 +176,7 @@ class EvalConfig:
   data_root: Optional[str] = None
   output_format: str = "markdown"
   options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  protocol: str = "standard"
 
 
 UpscalerFactory = Callable[[EvalConfig, degradation_lib.Degradation], UpscaleFn]
@@ -260,9 +263,21 @@ def run(config: EvalConfig, stdout: Optional[TextIO] = None,
   degradation = degradation_lib.parse_degradation(config.degradation, config.scale)
   for name in names:
     datasets_lib.find_dataset(name, config.data_root)  # Fail before any work.
-  upscale_fn = make_upscale_fn(config, degradation)
-  results = evaluate(upscale_fn, names, config.scale, degradation,
-                     config.data_root, progress=stderr)
+  if config.protocol == "idn-caffe":
+    if not degradation.is_bicubic or config.model in _UPSCALERS or not config.weights:
+      raise ValueError(f"protocol 'idn-caffe' needs a network model with --weights and the "
+                       f"bicubic degradation, got model {config.model!r}, weights "
+                       f"{config.weights!r}, degradation {config.degradation!r}")
+    from mlsr_tf import sr_inference  # Lazy: the models stack is optional here.
+    results = sr_inference.evaluate_with_protocol(
+        config.model, config.weights, names, config.scale, config.protocol,
+        config.data_root, progress=stderr)
+  elif config.protocol == "standard":
+    upscale_fn = make_upscale_fn(config, degradation)
+    results = evaluate(upscale_fn, names, config.scale, degradation,
+                       config.data_root, progress=stderr)
+  else:
+    raise ValueError(f"unknown protocol {config.protocol!r}; expected standard or idn-caffe")
   if config.output_format == "json":
     print(json.dumps(summarize(results), allow_nan=True), file=stdout, flush=True)
   else:
