@@ -1,0 +1,164 @@
+"""SavedModel export with a test-time adaptation signature (for TF Serving).
+
+:func:`export_savedmodel` writes, with ``keras.export.ExportArchive`` (a Keras 3 model
+saved with plain ``tf.saved_model.save`` does not restore in the TF1/C++ loader that TF
+Serving uses), a SavedModel with two signatures:
+
+``serving_default``: plain super-resolution.
+  * input ``lr``: ``[N, H, W, C]`` (any N, H, W);
+  * output ``sr``: ``[N, s*H, s*W, C]``.
+
+``adapt``: MLSR's Algorithm 2 inside the graph, then super-resolution.
+  * ``lr``: ``[1, H, W, C]`` (one image: the network is adapted to it);
+  * ``steps``: int32 scalar, number of SGD steps (0: same as ``serving_default``);
+  * ``learning_rate``: float32 scalar, the SGD step size for pixels in [0, 1] with the L2
+    loss (the paper's 1e-5 at 0..255 is 0.65025 here; see ``mlsr_tf.meta.maml``);
+  * ``kernel``: float32 ``[k, k]``, the blur kernel of the degradation that made the LR
+    (normalised to sum 1 inside; centre at ``k // 2``; then subsampling by s, see
+    ``mlsr_tf.data.degradation``).  **An empty ``[0, 0]`` kernel means MATLAB bicubic.**
+  * output ``sr``: ``[1, s*H, s*W, C]``.
+
+  LR_down is made in the graph (``degrade_tf`` / ``imresize_tf``) from the LR cropped to a
+  multiple of s, then ``steps`` SGD steps run in a ``tf.while_loop`` over parameter
+  *tensors* (the step is ``mlsr_tf.meta.adaptation.make_sgd_step``, i.e.
+  ``model.stateless_call`` under a ``GradientTape``); the stored variables are only read,
+  never assigned, so every request starts from the same weights.  Bad values (negative
+  steps, a non-finite learning rate, a batch other than 1) fail the request.
+
+Pixel formats (chosen at export, ``input_dtype``):
+  * ``"float32"`` (default): ``lr`` float32 in [0, 1]; ``sr`` float32 clipped to [0, 1];
+  * ``"uint8"``: ``lr`` uint8 0..255; ``sr`` uint8 (rounded).  Both cost the same in the
+    graph; uint8 halves nothing on the wire for JSON but matches image files directly.
+  Channels: RGB (or Y for a 1-channel model), as the network was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Optional
+
+INPUT_DTYPES = ("float32", "uint8")
+SIGNATURES = ("serving_default", "adapt")
+
+
+def _check_input_dtype(input_dtype: str) -> str:
+  if input_dtype not in INPUT_DTYPES:
+    raise ValueError(f"unknown input_dtype {input_dtype!r}; expected one of {INPUT_DTYPES}")
+  return input_dtype
+
+
+def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
+  """The two signature functions and their input specs: ``{name: (fn, [TensorSpec])}``."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import imresize as imresize_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import maml  # pylint: disable=g-import-not-at-top
+
+  _check_input_dtype(input_dtype)
+  channels = int(model.inputs[0].shape[-1])
+  dtype = tf.uint8 if input_dtype == "uint8" else tf.float32
+
+  def to_float(lr):
+    lr = tf.cast(lr, tf.float32)
+    return lr / 255.0 if input_dtype == "uint8" else lr
+
+  def from_float(sr):
+    sr = tf.clip_by_value(sr, 0.0, 1.0)
+    if input_dtype == "uint8":
+      return tf.cast(tf.round(sr * 255.0), tf.uint8)
+    return sr
+
+  def current_params():
+    return [tf.identity(v.value) for v in model.trainable_variables]
+
+  def serve(lr):
+    apply_fn = maml.make_apply_fn(model)
+    return {"sr": from_float(apply_fn(current_params(), to_float(lr)))}
+
+  def adapt(lr, steps, learning_rate, kernel):
+    x = to_float(lr)
+    checks = [
+        tf.debugging.assert_equal(tf.shape(x)[0], 1, message="adapt takes one image: lr "
+                                  "must be [1, H, W, C]"),
+        tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
+        tf.debugging.assert_all_finite(learning_rate, "learning_rate must be finite"),
+    ]
+    with tf.control_dependencies(checks):
+      x = tf.identity(x)
+    height = (tf.shape(x)[1] // scale) * scale
+    width = (tf.shape(x)[2] // scale) * scale
+    target = x[:, :height, :width, :]
+    lr_down = tf.cond(
+        tf.size(kernel) > 0,
+        lambda: degradation_lib.degrade_tf(target, kernel / tf.reduce_sum(kernel), scale),
+        lambda: imresize_lib.imresize_tf(target, 1.0 / scale))
+    step = adaptation.make_sgd_step(model)
+
+    def body(i, *params):
+      new_params, _ = step(list(params), lr_down, target, learning_rate)
+      return (i + 1, *new_params)
+
+    params = tf.while_loop(lambda i, *_: i < steps, body,
+                           (tf.constant(0, tf.int32), *current_params()))[1:]
+    return {"sr": from_float(maml.make_apply_fn(model)(list(params), x))}
+
+  return {
+      "serving_default": (serve, [tf.TensorSpec([None, None, None, channels], dtype,
+                                                name="lr")]),
+      "adapt": (adapt, [tf.TensorSpec([1, None, None, channels], dtype, name="lr"),
+                        tf.TensorSpec([], tf.int32, name="steps"),
+                        tf.TensorSpec([], tf.float32, name="learning_rate"),
+                        tf.TensorSpec([None, None], tf.float32, name="kernel")]),
+  }
+
+
+def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32") -> str:
+  """Writes the SavedModel (both signatures) to ``output_dir``; returns its path.
+
+  The directory is written next to the target and renamed into place, so a failure leaves
+  no half-written model; an existing ``output_dir`` is an error (never overwritten).
+  For TF Serving use ``<base>/<name>/<version>``, e.g. ``export/mlsr/1``.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+
+  output_dir = pathlib.Path(output_dir)
+  if output_dir.exists():
+    raise ValueError(f"export directory {str(output_dir)!r} already exists")
+  parent = output_dir.parent
+  parent.mkdir(parents=True, exist_ok=True)
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  for name, (fn, specs) in make_signature_functions(model, scale, input_dtype).items():
+    archive.add_endpoint(name=name, fn=fn, input_signature=specs)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=parent))
+  try:
+    archive.write_out(str(staging / "model"), verbose=False)
+    os.replace(staging / "model", output_dir)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return str(output_dir)
+
+
+@dataclasses.dataclass
+class ExportConfig:
+  """What ``tools/export_savedmodel.py`` needs: output dir, model (as in adapt_image)."""
+  output: str
+  model: str = "default"
+  weights: Optional[str] = None
+  scale: Optional[int] = None
+  input_dtype: str = "float32"
+
+
+def run(config: ExportConfig) -> str:
+  """Loads the model (see ``mlsr_tf.inference.load_inference_model``) and exports it."""
+  from mlsr_tf import inference  # pylint: disable=g-import-not-at-top
+  _check_input_dtype(config.input_dtype)
+  if pathlib.Path(config.output).exists():
+    raise ValueError(f"export directory {config.output!r} already exists")
+  loaded = inference.load_inference_model(config.model, config.weights, config.scale)
+  return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype)
