@@ -162,3 +162,110 @@ def run(config: ExportConfig) -> str:
     raise ValueError(f"export directory {config.output!r} already exists")
   loaded = inference.load_inference_model(config.model, config.weights, config.scale)
   return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype)
+
+
+@dataclasses.dataclass
+class BenchConfig:
+  """What ``tools/bench_export.py`` measures (see its docstring)."""
+  model: str = "default"
+  weights: Optional[str] = None
+  sizes: tuple = (256, 512)
+  steps: tuple = (5, 20)
+  crops: int = 4
+  crop_size: int = 64
+  compare_size: int = 256
+  compare_steps: int = 5
+  learning_rate: float = 0.1
+  workdir: Optional[str] = None
+  skip_cli: bool = False
+
+
+def _time(fn) -> float:
+  import time  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def benchmark(config: BenchConfig, log=print) -> list:
+  """End-to-end CLI seconds (whole image vs crops) and SavedModel ``adapt`` vs Python.
+
+  CLI rows run ``tools/adapt_image.py`` as a fresh process (start-up, model load, adaptation,
+  forward, PNG write: what a user waits for) on a synthetic LR of each size.  The SavedModel
+  row exports the model, then times one ``adapt`` call against ``adapt_parameters`` +
+  ``predict`` (both after a warm-up call, same LR, steps and step size).
+  Returns one dict per measurement (also passed to ``log`` as it is made).
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from mlsr_tf import inference  # pylint: disable=g-import-not-at-top
+  from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import synthetic  # pylint: disable=g-import-not-at-top
+
+  workdir = pathlib.Path(config.workdir or tempfile.mkdtemp(prefix="bench_export."))
+  workdir.mkdir(parents=True, exist_ok=True)
+  model_flags = ["--model", config.model] + (["--weights", config.weights]
+                                             if config.weights else [])
+  rows = []
+
+  def record(row):
+    rows.append(row)
+    log(row)
+
+  for size in config.sizes:
+    lr_path = workdir / f"lr_{size}.png"
+    image_io.write_png(lr_path, synthetic.demo_image(size, size))
+    if config.skip_cli:
+      continue
+    for steps in config.steps:
+      for mode, extra in (("whole", []), ("crops", ["--crops", str(config.crops),
+                                                    "--crop_size", str(config.crop_size)])):
+        command = [sys.executable, str(paths.REPO_ROOT / "tools" / "adapt_image.py"),
+                   "--input", str(lr_path), "--output", str(workdir / "sr.png"), "--steps",
+                   str(steps), "--alpha", str(config.learning_rate), "--quiet",
+                   *model_flags, *extra]
+        proc = None
+
+        def call():
+          nonlocal proc
+          proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        seconds = _time(call)
+        if proc.returncode != 0:
+          raise ValueError(f"adapt_image failed: {proc.stderr.strip().splitlines()[-1:]}")
+        record({"what": "cli", "lr": f"{size}x{size}", "steps": steps, "mode": mode,
+                "seconds": round(seconds, 2)})
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  loaded = inference.load_inference_model(config.model, config.weights)
+  export_dir = workdir / "savedmodel"
+  shutil.rmtree(export_dir, ignore_errors=True)
+  export_savedmodel(loaded.model, export_dir, loaded.scale)
+  served = tf.saved_model.load(str(export_dir)).signatures["adapt"]
+  size, steps, rate = config.compare_size, config.compare_steps, config.learning_rate
+  lr = synthetic.demo_image(size, size)
+  if loaded.channels == 1:
+    lr = (inference.rgb_to_ycbcr(lr / 255.0)[:, :, :1] * 255).round().astype(np.uint8)
+  lr = image_io.to_float(lr)
+  feeds = dict(lr=tf.constant(lr[None]), steps=tf.constant(steps, tf.int32),
+               learning_rate=tf.constant(rate, tf.float32), kernel=tf.zeros([0, 0]))
+
+  def python_adapt():
+    lr_down = degradation_lib.make_lr_down(lr, degradation_lib.bicubic(loaded.scale))
+    params = adaptation.adapt_parameters(loaded.model, lr_down, lr, steps, rate)
+    return adaptation.predict(loaded.model, params, lr)
+
+  served(**feeds)  # Warm-up (first call pays for graph set-up).
+  python_adapt()
+  saved_seconds = _time(lambda: served(**feeds)["sr"].numpy())
+  python_seconds = _time(python_adapt)
+  difference = float(np.abs(served(**feeds)["sr"].numpy()[0] - python_adapt()).max())
+  record({"what": "savedmodel_vs_python", "lr": f"{size}x{size}", "steps": steps,
+          "savedmodel_seconds": round(saved_seconds, 3),
+          "python_seconds": round(python_seconds, 3),
+          "max_abs_difference": difference})
+  return rows

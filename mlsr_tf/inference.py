@@ -47,6 +47,7 @@ from mlsr_tf import metrics
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
+from mlsr_tf.data import synthetic
 
 # The LR must give an LR_down of at least this many pixels per side (per scale factor).
 MIN_LR_DOWN_SIDE = 4
@@ -358,7 +359,9 @@ class AdaptImageConfig:
   """Everything ``tools/adapt_image.py`` needs (one field per flag).
 
   ``input``/``output`` (default output: ``<input stem>_x<scale>.png`` beside the input) or
-  ``input_dir``/``output_dir`` (folder mode: every supported image, ``<stem>_x<scale>.png``).
+  ``input_dir``/``output_dir`` (folder mode: every supported image, ``<stem>_x<scale>.png``),
+  or ``demo``: the offline image of ``mlsr_tf.data.synthetic.demo_image`` (384x512) as HR,
+  its bicubic LR as input and the HR as ground truth (output default ``demo_x<scale>.png``).
   ``steps``/``alpha`` default to the model card's.  ``kernel``: ``bicubic``,
   ``gaussian:SX,SY,THETA`` or a ``.mat``/``.npy`` file (the degradation used for LR_down).
   """
@@ -379,6 +382,7 @@ class AdaptImageConfig:
   gt: Optional[str] = None
   seed: int = 0
   quiet: bool = False
+  demo: bool = False
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
@@ -419,7 +423,13 @@ def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, path
 def check_config(config: AdaptImageConfig) -> None:
   """Flag-level checks that need no model (raises ValueError repeating the values)."""
   single, folder = config.input is not None, config.input_dir is not None
-  if single == folder:
+  if config.demo:
+    if single or folder or config.gt:
+      raise ValueError(f"--demo makes its own input and ground truth; it takes none of "
+                       f"--input/--input_dir/--gt, got input={config.input!r}, "
+                       f"input_dir={config.input_dir!r}, gt={config.gt!r}")
+    single = True
+  elif single == folder:
     raise ValueError(f"give exactly one of --input or --input_dir, got input={config.input!r}, "
                      f"input_dir={config.input_dir!r}")
   if folder and (config.output_dir is None or config.output is not None or config.gt):
@@ -465,9 +475,17 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
       crops=config.crops, crop_size=config.crop_size, tile=config.tile,
       overlap=config.overlap, seed=config.seed)
   check_options(options, scale)
-  pairs = _plan(config, scale)
-  images = [image_io.read_image(source) for source, _ in pairs]
-  gt = image_io.read_image(config.gt) if config.gt else None
+  if config.demo:
+    gt = synthetic.demo_image(384, 512)
+    images = [degradation_lib.degrade(gt, degradation)]
+    target = pathlib.Path(config.output or f"demo_x{scale}.png")
+    if target.suffix.lower() != ".png":
+      raise ValueError(f"--output must be a .png file, got {str(target)!r}")
+    pairs = [(pathlib.Path("demo"), target)]
+  else:
+    pairs = _plan(config, scale)
+    images = [image_io.read_image(source) for source, _ in pairs]
+    gt = image_io.read_image(config.gt) if config.gt else None
   for (source, _), image in zip(pairs, images):  # All checks before any output.
     if min(image.shape[:2]) < MIN_LR_DOWN_SIDE * scale:
       raise ValueError(f"image {str(source)!r} of size {image.shape[1]}x{image.shape[0]} is "

@@ -217,3 +217,13 @@ def test_uint8_export(tmp_path, inputs):
     export.export_savedmodel(model, tmp_path / "bad", 2, input_dtype="int16")
   with pytest.raises(ValueError, match="already exists"):
     export.export_savedmodel(model, tmp_path / "u8", 2)
+
+
+def test_benchmark_savedmodel_row(tmp_path):
+  model = registry.build_model("tiny", scale=2)
+  model.save_weights(str(tmp_path / "tiny.weights.h5"))
+  rows = export.benchmark(export.BenchConfig(
+      model="tiny", weights=str(tmp_path / "tiny.weights.h5"), sizes=(), skip_cli=True,
+      compare_size=24, compare_steps=2, workdir=str(tmp_path / "work")), log=lambda row: None)
+  assert rows[-1]["what"] == "savedmodel_vs_python"
+  assert rows[-1]["max_abs_difference"] < 1e-4 and rows[-1]["savedmodel_seconds"] > 0

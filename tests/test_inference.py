@@ -180,3 +180,21 @@ def test_load_inference_model(tmp_path, monkeypatch, rgb_model):
   monkeypatch.setattr(paths, "PRETRAINED_DIR", tmp_path / "empty")
   with pytest.raises(FileNotFoundError, match="default model .* not installed"):
     inference.load_inference_model("default")
+
+
+def test_demo_run_prints_json_last(tmp_path, monkeypatch, rgb_model):
+  import io  # pylint: disable=g-import-not-at-top
+  rgb_model.save_weights(str(tmp_path / "tiny.weights.h5"))
+  (tmp_path / "tiny.json").write_text(json.dumps(
+      {"model": "tiny", "scale": 2, "channels": 3, "weights": "tiny.weights.h5",
+       "adaptation": {"steps": 2, "alpha": 0.05}}))
+  monkeypatch.chdir(tmp_path)
+  stdout, stderr = io.StringIO(), io.StringIO()
+  results = inference.run(inference.AdaptImageConfig(model=str(tmp_path / "tiny.json"),
+                                                     demo=True), stdout, stderr)
+  assert image_io.read_image(tmp_path / "demo_x2.png").shape == (384, 512, 3)
+  last = json.loads(stdout.getvalue().strip().splitlines()[-1])
+  assert last["steps"] == 2 and last["psnr_after"] == results[0]["psnr_after"]
+  assert "2/2" in stderr.getvalue()
+  with pytest.raises(ValueError, match="--demo"):
+    inference.run(inference.AdaptImageConfig(input="x.png", demo=True))

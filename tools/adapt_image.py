@@ -1,6 +1,7 @@
 """Adapts the SR network to an image (MLSR, Algorithm 2) and upscales it.
 
 Usage:
+  python tools/adapt_image.py --demo              # offline: synthetic image, PSNR before/after
   python tools/adapt_image.py --input lr.png                       # writes lr_x2.png
   python tools/adapt_image.py --input lr.png --output sr.png --steps 5 --alpha 0.01
   python tools/adapt_image.py --input lr.png --gt hr.png           # last stdout line: JSON
@@ -53,6 +54,8 @@ _OVERLAP = flags.DEFINE_integer("tile_overlap", None, "Tile context in LR pixels
 _GT = flags.DEFINE_string("gt", None, "HR ground truth: print PSNR/SSIM JSON as the last line.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the crop positions.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
+_DEMO = flags.DEFINE_bool("demo", False, "Offline demo: a synthetic HR image, its bicubic LR "
+                          "as input and the HR as --gt (writes demo_x<scale>.png).")
 
 
 def main(argv):
@@ -62,7 +65,8 @@ def main(argv):
       output_dir=_OUTPUT_DIR.value, model=_MODEL.value, weights=_WEIGHTS.value,
       scale=_SCALE.value, steps=_STEPS.value, alpha=_ALPHA.value, kernel=_KERNEL.value,
       crops=_CROPS.value, crop_size=_CROP_SIZE.value, tile=_TILE.value,
-      overlap=_OVERLAP.value, gt=_GT.value, seed=_SEED.value, quiet=_QUIET.value)
+      overlap=_OVERLAP.value, gt=_GT.value, seed=_SEED.value, quiet=_QUIET.value,
+      demo=_DEMO.value)
   try:
     inference.run(config)
   except (ValueError, OSError) as e:
