@@ -23,7 +23,8 @@ Serving uses), a SavedModel with two signatures:
   *tensors* (the step is ``mlsr_tf.meta.adaptation.make_sgd_step``, i.e.
   ``model.stateless_call`` under a ``GradientTape``); the stored variables are only read,
   never assigned, so every request starts from the same weights.  Bad values (negative
-  steps, a non-finite learning rate, a batch other than 1) fail the request.
+  steps, a non-finite learning rate, a kernel summing to <= 0, a batch other than 1) fail
+  the request.
 
 Pixel formats (chosen at export, ``input_dtype``):
   * ``"float32"`` (default): ``lr`` float32 in [0, 1]; ``sr`` float32 clipped to [0, 1];
@@ -87,6 +88,9 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
                                   "must be [1, H, W, C]"),
         tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
         tf.debugging.assert_all_finite(learning_rate, "learning_rate must be finite"),
+        tf.debugging.assert_equal(
+            tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0), True,
+            message="kernel must be empty (bicubic) or have a positive sum"),
     ]
     with tf.control_dependencies(checks):
       x = tf.identity(x)

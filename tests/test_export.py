@@ -123,6 +123,10 @@ def test_bad_request_values_fail(loaded, inputs):
   lr, _ = inputs
   with pytest.raises(tf.errors.InvalidArgumentError, match="steps must be >= 0"):
     _adapt(loaded, lr, -1)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="positive sum"):
+    _adapt(loaded, lr, 1, np.zeros((3, 3), np.float32))
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+    _adapt(loaded, np.concatenate([lr, lr]), 1)  # adapt takes [1, H, W, C].
 
 
 def test_no_python_ops_in_graph(exported):
