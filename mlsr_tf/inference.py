@@ -39,6 +39,7 @@ import os
 import pathlib
 import sys
 import time
+import weakref
 from typing import Callable, Optional, TextIO
 
 import numpy as np
@@ -155,6 +156,10 @@ def load_inference_model(model: str = "default", weights: Optional[str] = None,
                         spec.adaptation_alpha, f"{spec.model} x{spec.scale} ({model})")
 
 
+# Measured receptive radius per model (weak: models can be freed).
+_RADIUS_CACHE = weakref.WeakKeyDictionary()
+
+
 def receptive_radius(model, scale: int, start: int = 24, limit: int = 256) -> int:
   """How far (in LR pixels) a change in the input can move the output: a probe.
 
@@ -260,7 +265,9 @@ def _adapt_network_input(model, image: np.ndarray, degradation, options: AdaptOp
     return adaptation.predict(model, params, image)
   overlap = options.overlap
   if overlap is None:
-    overlap = receptive_radius(model, scale)
+    if model not in _RADIUS_CACHE:
+      _RADIUS_CACHE[model] = receptive_radius(model, scale)
+    overlap = _RADIUS_CACHE[model]
   return tiled_predict(model, params, image, scale, options.tile, overlap, on_tile)
 
 
