@@ -1,0 +1,716 @@
+"""Reproduction of the MLSR paper's Tables 3, 4 and 5 and its adaptation curves.
+
+``run_table(table_config(3 | 4 | 5, "cpu" | "paper"), workdir, out_dir)`` runs a
+table end to end and writes ``table.md``, ``table.csv``, ``per_image.csv``,
+``curves.csv``, ``curves.png`` (where the table has adaptation curves) and the
+exact ``config.json`` into ``out_dir``.  ``tools/reproduce.py`` is its command line.
+
+Pipeline (data flows one way): HR benchmark images (optionally a subset and a
+centre crop) -> degradation (bicubic, or one unseen 5x5 test kernel per image from
+``kernel_split('test')``) -> meta-training with :func:`mlsr_tf.meta_train.run`
+(resumable; skipped when the run is complete or when weights are given) ->
+adaptation with :func:`mlsr_tf.meta.adaptation.adapt_at_steps` (one run per image,
+read out at every step count of the table and of the curve) -> PSNR/SSIM on Y
+(BT.601, ``scale`` border pixels shaved) -> writers.
+
+Methods (rows of a table) are :class:`Method` entries: ``base`` (the imported
+network, no adaptation), ``finetune`` (the imported network adapted with the same
+SGD loop: the paper's naive "Finetune" baseline), ``meta`` (a meta-trained network,
+MLSR), ``bicubic`` and ``zssr`` (:mod:`mlsr_tf.zssr`).  Pixel values are [0, 1];
+step sizes are for that range (``maml.alpha_for_pixel_range`` converts the
+paper's 0..255 values).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import platform
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mlsr_tf import metrics
+from mlsr_tf import paths
+from mlsr_tf.data import datasets as datasets_lib
+from mlsr_tf.data import degradation as degradation_lib
+from mlsr_tf.data import image_io
+from mlsr_tf.data import imresize as imresize_lib
+from mlsr_tf.meta import maml
+
+TABLES = (3, 4, 5)
+PRESETS = ("cpu", "paper")
+METHOD_KINDS = ("bicubic", "base", "finetune", "meta", "zssr")
+EVAL_DEGRADATIONS = ("bicubic", "random5x5_test")
+DEFAULT_WEIGHTS = "{data_root}/weights/idn_caffe/IDN_x2.caffemodel"
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass
+class ImageSet:
+  """Images of a benchmark: ``first..last`` (1-based, inclusive, file order; 0 = end)."""
+  name: str
+  first: int = 1
+  last: int = 0
+
+  @property
+  def label(self) -> str:
+    if self.first == 1 and self.last == 0:
+      return self.name
+    return f"{self.name}[{self.first:03d}-{self.last:03d}]" if self.last else \
+        f"{self.name}[{self.first:03d}-]"
+
+
+@dataclasses.dataclass
+class MetaRun:
+  """One meta-training run (fields of ``MetaTrainConfig``; ``data`` may be an ImageSet)."""
+  name: str
+  data: Any = "train291"  # A training set name, a folder, or an ImageSet (linked folder).
+  validation: Any = ""  # Same forms; "" = none.
+  degradation: str = "bicubic"
+  patch: int = 64
+  batch: int = 4
+  inner_steps: int = 5
+  beta: float = 1e-5
+  iterations: int = 100
+  validate_every: int = 0
+  validation_images: int = 0
+  validation_size: int = 128
+  seed: int = 0
+
+
+@dataclasses.dataclass
+class Method:
+  """A row group of a table.
+
+  ``kind``: one of METHOD_KINDS; ``steps``: adaptation step counts reported (rows);
+  ``meta_run``: name of the MetaRun whose weights a ``meta`` method uses.
+  """
+  label: str
+  kind: str
+  steps: tuple = (0,)
+  meta_run: str = ""
+
+
+@dataclasses.dataclass
+class TableConfig:
+  """Everything one table run depends on (written out as ``config.json``)."""
+  table: int
+  preset: str
+  caption: str
+  model: str = "idn_caffe"
+  weights: str = DEFAULT_WEIGHTS
+  scale: int = 2
+  image_sets: tuple = ()
+  crop: int = 0  # Centre-crop HR to at most crop x crop (0: whole images).
+  degradation: str = "bicubic"  # One of EVAL_DEGRADATIONS.
+  alpha: float = 0.1
+  methods: tuple = ()
+  meta_runs: tuple = ()
+  curve_steps: tuple = ()  # Extra read-outs for curves (mean PSNR per step count).
+  zssr: dict = dataclasses.field(default_factory=dict)  # ZSSRConfig fields.
+  zssr_images: int = 0  # ZSSR on the first N images of each set (0: all).
+  data_root: str | None = None
+  seed: int = 0
+
+  def validate(self) -> None:
+    """Raises ValueError (repeating the value) for inconsistent settings."""
+    if self.table not in TABLES:
+      raise ValueError(f"unknown table {self.table!r}; expected one of {TABLES}")
+    if self.preset not in PRESETS:
+      raise ValueError(f"unknown config {self.preset!r}; expected one of {PRESETS}")
+    if self.degradation not in EVAL_DEGRADATIONS:
+      raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
+                       f"{EVAL_DEGRADATIONS}")
+    if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 0:
+      raise ValueError(f"crop must be a non-negative integer, got {self.crop!r}")
+    if self.crop and self.crop % self.scale:
+      raise ValueError(f"crop {self.crop} must be a multiple of the scale {self.scale}")
+    if not np.isfinite(self.alpha) or self.alpha < 0:
+      raise ValueError(f"alpha must be finite and >= 0, got {self.alpha!r}")
+    if not self.image_sets:
+      raise ValueError(f"no image sets in table {self.table} config")
+    for image_set in self.image_sets:
+      if image_set.name not in datasets_lib.BENCHMARKS:
+        raise ValueError(f"unknown dataset {image_set.name!r}; expected one of "
+                         f"{datasets_lib.BENCHMARKS}")
+      if image_set.first < 1 or image_set.last < 0 or \
+          (image_set.last and image_set.last < image_set.first):
+        raise ValueError(f"bad image range {image_set.first}..{image_set.last} for "
+                         f"{image_set.name!r}")
+    if not self.methods:
+      raise ValueError(f"no methods in table {self.table} config")
+    run_names = [r.name for r in self.meta_runs]
+    if len(set(run_names)) != len(run_names):
+      raise ValueError(f"duplicate meta-run names {run_names!r}")
+    labels = [m.label for m in self.methods]
+    if len(set(labels)) != len(labels):
+      raise ValueError(f"duplicate method labels {labels!r}")
+    for method in self.methods:
+      if method.kind not in METHOD_KINDS:
+        raise ValueError(f"unknown method kind {method.kind!r}; expected one of "
+                         f"{METHOD_KINDS}")
+      if not method.steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
+                                 for s in method.steps):
+        raise ValueError(f"method {method.label!r}: steps must be non-negative integers, "
+                         f"got {method.steps!r}")
+      if method.kind == "meta" and method.meta_run not in run_names:
+        raise ValueError(f"method {method.label!r} uses meta run {method.meta_run!r}, "
+                         f"not one of {run_names!r}")
+    for run in self.meta_runs:
+      from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+      if run.degradation not in tasks.DEGRADATION_KINDS:
+        raise ValueError(f"meta run {run.name!r}: unknown degradation {run.degradation!r}")
+      for name in ("patch", "batch", "inner_steps", "iterations"):
+        value = getattr(run, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+          raise ValueError(f"meta run {run.name!r}: {name} must be a positive integer, "
+                           f"got {value!r}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.curve_steps):
+      raise ValueError(f"curve_steps must be non-negative integers, got {self.curve_steps!r}")
+    from mlsr_tf import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
+    try:
+      zssr_lib.ZSSRConfig(**self.zssr).validate()
+    except TypeError as e:
+      raise ValueError(f"bad zssr settings {self.zssr!r}: {e}") from e
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def _all_sets(count: int = 0) -> tuple:
+  return tuple(ImageSet(name, 1, count if count and name != "Set5" else 0)
+               for name in datasets_lib.BENCHMARKS)
+
+
+def table_config(table: int, preset: str) -> TableConfig:
+  """The predefined configuration of ``table`` (3, 4, 5) for ``preset`` (cpu, paper).
+
+  ``cpu`` configs end in about an hour on 2 CPU cores (all three tables): few images,
+  centre crops, 100 meta-iterations on 64-pixel patches.  ``paper`` configs follow the
+  paper's settings (whole images, all test images, alpha/beta of the paper) for a GPU.
+  """
+  if table not in TABLES:
+    raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
+  if preset not in PRESETS:
+    raise ValueError(f"unknown config {preset!r}; expected one of {PRESETS}")
+  cpu = preset == "cpu"
+  # cpu: alpha 0.1 (naive SGD fine-tuning of IDN-Caffe diverges at 0.3 on [0, 1] pixels,
+  # notes/cli_export.md); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
+  alpha = 0.1 if cpu else maml.PAPER_ALPHA
+  meta_common = (dict(patch=64, batch=4, inner_steps=5, beta=1e-5, iterations=100) if cpu
+                 else dict(patch=128, batch=16, inner_steps=5, beta=maml.PAPER_BETA,
+                           iterations=100_000, validate_every=1000, validation_images=0,
+                           validation_size=0))
+  crop = 128 if cpu else 0
+  steps = (0, 5, 20, 100)
+  curve = (0, 1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
+  scale_note = ("NOT paper scale: " if cpu else "")
+  if table == 3:
+    sets = _all_sets(5) if cpu else _all_sets()
+    return TableConfig(
+        table=3, preset=preset, alpha=alpha, crop=crop, image_sets=sets,
+        degradation="bicubic", curve_steps=curve,
+        caption=(f"Table 3 (bicubic x2): IDN (imported IDN-Caffe, Y only) without "
+                 f"adaptation, and IDN-ML (meta-trained on train291, bicubic tasks) after "
+                 f"0/5/20/100 SGD steps (alpha {alpha:g}). " + scale_note +
+                 ("Set5 all 5 images, Set14/B100/Urban100 the first 5 images each, HR "
+                  "centre-cropped to 128x128; meta-training 100 iterations, patch 64, "
+                  "batch 4, k 5, beta 1e-5." if cpu else "whole images, all test images.")),
+        meta_runs=(MetaRun("bicubic_train291", "train291", degradation="bicubic",
+                           **meta_common),),
+        methods=(Method("Bicubic", "bicubic"),
+                 Method("IDN", "base"),
+                 Method("IDN-ML", "meta", steps, "bicubic_train291")))
+  if table == 4:
+    train, validation = ImageSet("Urban100", 51, 100), ImageSet("Urban100", 41, 50)
+    urban_meta = dict(meta_common)
+    if cpu:
+      urban_meta.update(validate_every=100, validation_images=10, validation_size=128)
+    return TableConfig(
+        table=4, preset=preset, alpha=alpha, crop=crop,
+        image_sets=(ImageSet("Urban100", 1, 40),), degradation="bicubic",
+        caption=(f"Table 4 (bicubic x2, Urban100 img001-040): IDN-ML meta-trained on "
+                 f"train291 vs on Urban100 img051-100 (img041-050 validation), before and "
+                 f"after 5 SGD steps (alpha {alpha:g}). " + scale_note +
+                 ("HR centre-cropped to 128x128; each meta-training 100 iterations, patch "
+                  "64, batch 4, k 5, beta 1e-5." if cpu else "whole images.")),
+        meta_runs=(MetaRun("bicubic_train291", "train291", degradation="bicubic",
+                           **meta_common),
+                   MetaRun("bicubic_urban100", train, validation=validation,
+                           degradation="bicubic", **urban_meta)),
+        methods=(Method("IDN", "base"),
+                 Method("IDN-ML (train291)", "meta", (0, 5), "bicubic_train291"),
+                 Method("IDN-ML (Urban100 051-100)", "meta", (0, 5), "bicubic_urban100")))
+  # Table 5: unseen random 5x5 kernels.
+  sets = (ImageSet("Set5"), ImageSet("Urban100", 1, 3)) if cpu else _all_sets()
+  zssr = (dict(max_iters=300, min_iters=100, crop_size=64, run_test_every=20,
+               slope_range=100, policy_check_every=20) if cpu else {})
+  finetune_steps = steps if cpu else steps + (1000,)
+  return TableConfig(
+      table=5, preset=preset, alpha=alpha, crop=crop, image_sets=sets,
+      degradation="random5x5_test", curve_steps=curve, zssr=zssr,
+      zssr_images=0,
+      caption=(f"Table 5 (x2, unseen 5x5 test kernels, one per image, kernel known): "
+               f"IDN (imported IDN-Caffe), naive fine-tuning of it (IDN-Finetune, SGD, "
+               f"alpha {alpha:g}) and IDN-ML (meta-trained on train291 with the 38k training "
+               f"kernels) after 0/5/20/100 steps, and ZSSR. " + scale_note +
+               ("Set5 (5 images) and Urban100 img001-003, HR centre-cropped to 128x128; "
+                "meta-training 100 iterations, patch 64, batch 4, k 5, beta 1e-5; ZSSR at "
+                "most 300 iterations on 64-pixel crops (paper: up to 3,000)."
+                if cpu else "whole images; IDN-Finetune also at 1,000 steps (Table 2).")),
+      meta_runs=(MetaRun("random5x5_train291", "train291", degradation="random5x5",
+                         **meta_common),),
+      methods=(Method("Bicubic", "bicubic"),
+               Method("IDN", "base"),
+               Method("IDN-Finetune", "finetune", finetune_steps),
+               Method("IDN-ML", "meta", steps, "random5x5_train291"),
+               Method("ZSSR", "zssr")))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _resolve_weights(weights: str, data_root) -> str:
+  return weights.replace("{data_root}", str(paths.data_root(data_root)))
+
+
+def select_files(image_set: ImageSet, data_root=None) -> list:
+  files = datasets_lib.find_dataset(image_set.name, data_root)
+  last = image_set.last or len(files)
+  if last > len(files):
+    raise ValueError(f"{image_set.label}: the set has only {len(files)} images")
+  return files[image_set.first - 1:last]
+
+
+def center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
+  """Centre crop to at most ``size`` (0: whole), both sides multiples of ``multiple``.
+
+  The same crop as meta-training's validation images.
+  """
+  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+  return meta_train._center_crop(image, size, multiple)  # pylint: disable=protected-access
+
+
+def eval_degradation(config: TableConfig, index: int) -> degradation_lib.Degradation:
+  """The degradation of test image ``index`` (fixed per config: seeded by the index)."""
+  if config.degradation == "bicubic":
+    return degradation_lib.bicubic(config.scale)
+  kernels = degradation_lib.kernel_split("test")
+  pick = int(np.random.default_rng([config.seed, 4099, index]).integers(0, len(kernels)))
+  return degradation_lib.from_kernel(kernels[pick], config.scale, name=f"random5x5_test_{pick}")
+
+
+def load_items(config: TableConfig, image_set: ImageSet) -> list:
+  """``[(name, HR uint8 RGB, LR uint8 RGB, Degradation)]`` for one image set."""
+  items = []
+  for index, path in enumerate(select_files(image_set, config.data_root)):
+    hr = image_io.read_image(path)
+    if hr.dtype != np.uint8:
+      raise ValueError(f"benchmark image {str(path)!r} is not 8-bit")
+    hr = hr[:, :, :3]
+    if hr.shape[2] == 1:
+      hr = np.repeat(hr, 3, axis=2)
+    hr = center_crop(hr, config.crop, config.scale)
+    degradation = eval_degradation(config, index)
+    items.append((path.stem, hr, degradation_lib.degrade(hr, degradation), degradation))
+  return items
+
+
+def link_image_set(image_set: ImageSet, folder: pathlib.Path, data_root=None) -> str:
+  """A folder of symbolic links to ``image_set``'s files (meta-training reads folders)."""
+  folder.mkdir(parents=True, exist_ok=True)
+  files = select_files(image_set, data_root)
+  for existing in folder.iterdir():
+    existing.unlink()
+  for path in files:
+    (folder / path.name).symlink_to(path.resolve())
+  return str(folder)
+
+
+def score(hr: np.ndarray, sr: np.ndarray, shave: int) -> tuple:
+  """(PSNR, SSIM) on Y of a uint8 SR (RGB or Y-only ``HW1``) against the RGB HR."""
+  y_hr = metrics.rgb_to_y(hr)
+  y_sr = sr[:, :, 0].astype(np.float64) if sr.shape[2] == 1 else metrics.rgb_to_y(sr)
+  return metrics.psnr_y(y_sr, y_hr, shave), metrics.ssim_y(y_sr, y_hr, shave)
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+def meta_train_config(config: TableConfig, run: MetaRun, workdir: pathlib.Path):
+  """The ``MetaTrainConfig`` of ``run`` (ImageSets become folders of links)."""
+  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+  run_dir = workdir / run.name
+  data, validation = run.data, run.validation
+  if isinstance(data, ImageSet):
+    data = link_image_set(data, run_dir / "data_train", config.data_root)
+  if isinstance(validation, ImageSet):
+    validation = link_image_set(validation, run_dir / "data_validation", config.data_root)
+  return meta_train.MetaTrainConfig(
+      workdir=str(run_dir), model=config.model,
+      weights=_resolve_weights(config.weights, config.data_root), scale=config.scale,
+      data=data, data_root=config.data_root, patch=run.patch, batch=run.batch,
+      inner_steps=run.inner_steps, alpha=config.alpha, beta=run.beta,
+      iterations=run.iterations, degradation=run.degradation, order="first",
+      validate_every=run.validate_every, validation=validation or "Set5",
+      validation_images=run.validation_images, validation_size=run.validation_size,
+      checkpoint_every=min(20, run.iterations), log_every=10, seed=run.seed)
+
+
+def _adaptation_columns(model, items, steps, alpha, optimizer, seed, log, label):
+  """Per image ``{"name", "psnr": {count: v}, "ssim": {...}, "seconds"}`` (one run each)."""
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  per_image = []
+  for name, hr, lr, degradation in items:
+    began = time.perf_counter()
+    upscale = adaptation.adaptive_upscale_fn(model, degradation, steps, alpha,
+                                             optimizer=optimizer, seed=seed)
+    outputs = upscale(lr, name)
+    seconds = time.perf_counter() - began
+    scores = {int(k): score(hr, sr, degradation.scale) for k, sr in outputs.items()}
+    per_image.append({"name": name, "psnr": {k: s[0] for k, s in scores.items()},
+                      "ssim": {k: s[1] for k, s in scores.items()}, "seconds": seconds})
+    log(f"  {label} {name}: " + ", ".join(
+        f"{k}: {v:.2f}" for k, v in per_image[-1]["psnr"].items()) + f" dB ({seconds:.1f} s)")
+  return per_image
+
+
+def _single_column(items, upscale: Callable, log, label):
+  per_image = []
+  for name, hr, lr, degradation in items:
+    began = time.perf_counter()
+    sr, extra = upscale(lr, degradation)
+    seconds = time.perf_counter() - began
+    p, s = score(hr, sr, degradation.scale)
+    per_image.append(dict({"name": name, "psnr": {0: p}, "ssim": {0: s}, "seconds": seconds},
+                          **extra))
+    log(f"  {label} {name}: {p:.2f} dB ({seconds:.1f} s)")
+  return per_image
+
+
+def _check_meta_weights(config: TableConfig, meta_weights: dict | None) -> dict:
+  meta_weights = dict(meta_weights or {})
+  unknown = set(meta_weights) - {r.name for r in config.meta_runs}
+  if unknown:
+    raise ValueError(f"meta weights given for unknown runs {sorted(unknown)!r}; this table "
+                     f"has {[r.name for r in config.meta_runs]!r}")
+  for path in meta_weights.values():
+    if not os.path.isfile(path):
+      raise ValueError(f"no such weights file: {str(path)!r}")
+  return meta_weights
+
+
+def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None = None,
+              log: Callable[[str], None] = print) -> dict:
+  """Runs one table; writes its files into ``out_dir``; returns the results.
+
+  Args:
+    config: a validated :class:`TableConfig` (see :func:`table_config`).
+    workdir: meta-training runs go to ``workdir/<run name>`` (resumed if present).
+    out_dir: where the table files are written (created; files replaced atomically).
+    meta_weights: ``{run name: weights path}`` to evaluate given checkpoints instead
+      of meta-training.
+
+  Returns:
+    ``{"config", "results": {method label: {set label: {"per_image", "psnr":
+    {steps: mean}, "ssim": {...}, "seconds": mean, "images"}}}, "meta": {...}}``.
+  """
+  config.validate()
+  meta_weights = _check_meta_weights(config, meta_weights)
+  workdir = pathlib.Path(workdir)
+  began = time.time()
+  sets = {s.label: load_items(config, s) for s in config.image_sets}
+  needed_runs = {m.meta_run for m in config.methods if m.kind == "meta"}
+  meta_info = {}
+  for run in config.meta_runs:
+    if run.name not in needed_runs:
+      continue
+    if run.name in meta_weights:
+      meta_info[run.name] = {"weights": str(meta_weights[run.name]), "trained_here": False}
+      continue
+    from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+    log(f"meta-training {run.name} ({run.iterations} iterations) in {workdir / run.name}")
+    run_began = time.time()
+    summary = meta_train.run(meta_train_config(config, run, workdir), log=log)
+    meta_weights[run.name] = str(workdir / run.name / "model.weights.h5")
+    meta_info[run.name] = {"weights": meta_weights[run.name], "trained_here": True,
+                           "seconds_this_call": time.time() - run_began,
+                           "seconds_per_iteration": summary["seconds_per_iteration"],
+                           "final_validation": summary["validation"]}
+  results = {}
+  base_model = None
+  for method in config.methods:
+    results[method.label] = {}
+    reads = sorted(set(method.steps) | set(config.curve_steps)) \
+        if method.kind in ("finetune", "meta") else [0]
+    model = None
+    if method.kind in ("base", "finetune", "meta"):
+      from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+      if method.kind == "meta":
+        model = models_io.build_and_load(config.model, meta_weights[method.meta_run],
+                                         config.scale)
+      else:
+        if base_model is None:
+          base_model = models_io.build_and_load(
+              config.model, _resolve_weights(config.weights, config.data_root), config.scale)
+        model = base_model
+    for set_label, items in sets.items():
+      log(f"{method.label} on {set_label} ({len(items)} images)")
+      if method.kind == "bicubic":
+        per_image = _single_column(
+            items, lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}), log, method.label)
+      elif method.kind == "zssr":
+        subset = items[:config.zssr_images] if config.zssr_images else items
+        per_image = _single_column(subset, _zssr_upscaler(config, log), log, method.label)
+      else:
+        per_image = _adaptation_columns(model, items, reads if method.kind != "base" else [0],
+                                        config.alpha, "sgd", config.seed, log, method.label)
+      results[method.label][set_label] = _summarize(per_image)
+  output = {"config": config.to_json(), "results": results, "meta": meta_info,
+            "seconds": time.time() - began, "machine": machine_description()}
+  write_outputs(config, output, out_dir)
+  return output
+
+
+def _zssr_upscaler(config: TableConfig, log):
+  from mlsr_tf import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
+  zssr_config = zssr_lib.ZSSRConfig(**config.zssr)
+
+  def upscale(lr, degradation):
+    sr, record = zssr_lib.train_and_upscale(lr, degradation, zssr_config)
+    return image_io.to_uint(sr), {"iterations": record["iterations"],
+                                  "train_seconds": record["train_seconds"]}
+  del log
+  return upscale
+
+
+def _summarize(per_image: list) -> dict:
+  counts = list(per_image[0]["psnr"])
+  summary = {metric: {c: float(np.mean([e[metric][c] for e in per_image])) for c in counts}
+             for metric in ("psnr", "ssim")}
+  summary.update(per_image=per_image, images=len(per_image),
+                 seconds=float(np.mean([e["seconds"] for e in per_image])))
+  if "iterations" in per_image[0]:
+    summary["iterations"] = float(np.mean([e["iterations"] for e in per_image]))
+  return summary
+
+
+def machine_description() -> str:
+  return f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}, Python " \
+         f"{platform.python_version()}"
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def table_rows(config: TableConfig, results: dict) -> list:
+  """Flat rows: ``{"method", "row", "steps", "set", "images", "psnr", "ssim", "seconds"}``."""
+  rows = []
+  for method in config.methods:
+    per_set = results[method.label]
+    for steps in method.steps:
+      row_label = method.label if method.kind in ("bicubic", "base", "zssr") else \
+          f"{method.label}/{steps}"
+      for set_label, summary in per_set.items():
+        rows.append({"method": method.label, "kind": method.kind, "row": row_label,
+                     "steps": steps, "set": set_label, "images": summary["images"],
+                     "psnr": summary["psnr"][steps], "ssim": summary["ssim"][steps],
+                     "seconds_per_image": summary["seconds"],
+                     "zssr_iterations": summary.get("iterations", "")})
+  return rows
+
+
+def format_markdown(config: TableConfig, results: dict) -> str:
+  """The table: one row per method/steps, one column per image set, ``PSNR / SSIM``."""
+  rows = table_rows(config, results)
+  set_labels = [s.label for s in config.image_sets]
+  ordered = list(dict.fromkeys(r["row"] for r in rows))
+  cells = {(r["row"], r["set"]): r for r in rows}
+  images = {r["set"]: r["images"] for r in rows}
+  lines = [f"**{config.caption}**", "",
+           "| Method | " + " | ".join(f"{s} ({images[s]} img)" for s in set_labels) + " |",
+           "|---|" + "---|" * len(set_labels)]
+  for row in ordered:
+    values = []
+    for s in set_labels:
+      cell = cells.get((row, s))
+      values.append("—" if cell is None else f"{cell['psnr']:.2f} / {cell['ssim']:.4f}")
+    lines.append(f"| {row} | " + " | ".join(values) + " |")
+  zssr_rows = [r for r in rows if r["kind"] == "zssr"]
+  if zssr_rows:
+    lines += ["", "ZSSR cost: " + "; ".join(
+        f"{r['set']}: {r['seconds_per_image']:.1f} s per image "
+        f"({r['zssr_iterations']:.0f} iterations)" for r in zssr_rows)]
+  adapted = [r for r in rows if r["kind"] in ("finetune", "meta") and r["steps"] ==
+             max(m.steps[-1] for m in config.methods if m.kind in ("finetune", "meta"))]
+  if adapted:
+    lines += ["", "Adaptation cost (all read-outs of one run): " + "; ".join(
+        f"{r['method']} on {r['set']}: {r['seconds_per_image']:.1f} s per image"
+        for r in adapted)]
+  lines += ["", "PSNR (dB) / SSIM on Y (BT.601), border = scale shaved."]
+  return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: list) -> str:
+  buffer = io.StringIO()
+  if rows:
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+  return buffer.getvalue()
+
+
+def per_image_rows(results: dict) -> list:
+  rows = []
+  for method, per_set in results.items():
+    for set_label, summary in per_set.items():
+      for entry in summary["per_image"]:
+        for steps in entry["psnr"]:
+          rows.append({"method": method, "set": set_label, "image": entry["name"],
+                       "steps": steps, "psnr": entry["psnr"][steps],
+                       "ssim": entry["ssim"][steps], "seconds": entry["seconds"]})
+  return rows
+
+
+def curve_rows(config: TableConfig, results: dict) -> list:
+  """Mean PSNR per step count for each adapted method and set (the curves' data)."""
+  rows = []
+  for method in config.methods:
+    if method.kind not in ("finetune", "meta"):
+      continue
+    for set_label, summary in results[method.label].items():
+      for steps, value in sorted(summary["psnr"].items()):
+        rows.append({"method": method.label, "set": set_label, "steps": steps,
+                     "psnr": value})
+  return rows
+
+
+def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def plot_curves(rows: list, path, title: str = "") -> bool:
+  """PSNR vs adaptation steps per method (one panel per set) as PNG; False without matplotlib."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  sets = list(dict.fromkeys(r["set"] for r in rows))
+  if not sets:
+    return False
+  figure, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.6), squeeze=False)
+  for axis, set_label in zip(axes[0], sets):
+    for method in dict.fromkeys(r["method"] for r in rows):
+      points = [(r["steps"], r["psnr"]) for r in rows
+                if r["set"] == set_label and r["method"] == method]
+      if points:
+        x, y = zip(*points)
+        axis.plot(x, y, marker="o", markersize=3, label=method)
+    axis.set_title(set_label)
+    axis.set_xlabel("adaptation steps")
+    axis.set_ylabel("PSNR (dB, Y)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+  if title:
+    figure.suptitle(title, fontsize=9)
+  figure.tight_layout()
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+  figure.savefig(tmp, dpi=100)
+  plt.close(figure)
+  os.replace(tmp, path)
+  return True
+
+
+def _jsonable(value):
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (np.floating, np.integer)):
+    return value.item()
+  return value
+
+
+def write_outputs(config: TableConfig, output: dict, out_dir) -> list:
+  """Writes table.md, table.csv, per_image.csv, curves.csv/.png, config.json, results.json."""
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  results = output["results"]
+  written = []
+
+  def put(name, text):
+    _atomic_write(out_dir / name, text.encode())
+    written.append(out_dir / name)
+
+  put("table.md", format_markdown(config, results))
+  put("table.csv", format_csv(table_rows(config, results)))
+  put("per_image.csv", format_csv(per_image_rows(results)))
+  put("config.json", json.dumps(_jsonable(config.to_json()), indent=1) + "\n")
+  summary = {k: v for k, v in output.items() if k != "results"}
+  summary["results"] = {m: {s: {k: v for k, v in r.items() if k != "per_image"}
+                            for s, r in per_set.items()} for m, per_set in results.items()}
+  put("results.json", json.dumps(_jsonable(summary), indent=1) + "\n")
+  curves = curve_rows(config, results)
+  if config.curve_steps and curves:
+    put("curves.csv", format_csv(curves))
+    if plot_curves(curves, out_dir / "curves.png",
+                   f"Table {config.table} ({config.preset}): PSNR vs adaptation steps"):
+      written.append(out_dir / "curves.png")
+  return written
+
+
+def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | None = None,
+        meta_iterations: int | None = None, data_root=None, dry_run: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+  """What ``tools/reproduce.py`` calls: the predefined config, optional overrides, the run.
+
+  Args:
+    table, preset: see :func:`table_config`.
+    workdir: parent of the meta-training runs.
+    out_dir: output folder (default ``results/table<N>/<preset>`` in the repository).
+    meta_weights: ``{run name: weights}`` to evaluate given checkpoints.
+    meta_iterations: overrides every meta run's iteration count (recorded in config).
+    data_root: data root (default ``$MLSR_DATA`` or ``../shared``).
+    dry_run: only validate and write ``config.json``.
+  """
+  config = table_config(table, preset)
+  if meta_iterations is not None:
+    if isinstance(meta_iterations, bool) or not isinstance(meta_iterations, int) or \
+        meta_iterations < 1:
+      raise ValueError(f"meta_iterations must be a positive integer, got {meta_iterations!r}")
+    config.meta_runs = tuple(dataclasses.replace(r, iterations=meta_iterations)
+                             for r in config.meta_runs)
+  config.data_root = str(data_root) if data_root else None
+  config.validate()
+  out_dir = pathlib.Path(out_dir) if out_dir else \
+      paths.REPO_ROOT / "results" / f"table{table}" / preset
+  if dry_run:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "config.json",
+                  (json.dumps(_jsonable(config.to_json()), indent=1) + "\n").encode())
+    log(f"wrote {out_dir / 'config.json'}")
+    return {"config": config.to_json()}
+  for image_set in config.image_sets:
+    select_files(image_set, config.data_root)  # Fail before any work.
+  _check_meta_weights(config, meta_weights)
+  weights = _resolve_weights(config.weights, config.data_root)
+  if not os.path.isfile(weights):
+    raise ValueError(f"no such weights file: {weights!r}")
+  output = run_table(config, workdir, out_dir, meta_weights, log)
+  log(format_markdown(config, output["results"]))
+  log(f"wrote {out_dir}")
+  return output

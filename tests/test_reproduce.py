@@ -1,0 +1,220 @@
+"""Tests for mlsr_tf.reproduce: configs, writers, a tiny end-to-end table, the tool."""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mlsr_tf import paths
+from mlsr_tf import reproduce
+from mlsr_tf.data import image_io
+from mlsr_tf.data import synthetic
+
+REPO = paths.REPO_ROOT
+
+
+def _fake_root(tmp_path, count=3, size=48):
+  """A data root with Set5 and Urban100 of synthetic images, and a train folder."""
+  for name in ("Set5", "Urban100"):
+    folder = tmp_path / "datasets" / name / "HR"
+    folder.mkdir(parents=True)
+    for i in range(count):
+      image_io.write_png(folder / f"img{i + 1:03d}.png", synthetic.demo_image(size, size + 4, i))
+  train = tmp_path / "train"
+  train.mkdir()
+  for i in range(2):
+    image_io.write_png(train / f"t{i}.png", synthetic.demo_image(64, 64, 10 + i))
+  return tmp_path
+
+
+def _tiny_weights(tmp_path):
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = registry.build_model("tiny", scale=2, channels=3)
+  path = tmp_path / "tiny.weights.h5"
+  model.save_weights(str(path))
+  return str(path)
+
+
+def _tiny_config(root, weights):
+  return reproduce.TableConfig(
+      table=5, preset="cpu", caption="tiny test table", model="tiny", weights=weights,
+      image_sets=(reproduce.ImageSet("Set5"), reproduce.ImageSet("Urban100", 2, 3)),
+      crop=32, degradation="random5x5_test", alpha=0.05, curve_steps=(0, 1, 3),
+      zssr=dict(max_iters=4, min_iters=1, crop_size=8, filters=4, num_layers=3,
+                run_test_every=2, policy_check_every=2, self_ensemble=False),
+      data_root=str(root),
+      meta_runs=(reproduce.MetaRun("m", str(root / "train"), degradation="random5x5",
+                                   patch=16, batch=2, inner_steps=1, iterations=2),),
+      methods=(reproduce.Method("Bicubic", "bicubic"), reproduce.Method("Net", "base"),
+               reproduce.Method("Net-FT", "finetune", (0, 2)),
+               reproduce.Method("Net-ML", "meta", (0, 2), "m"),
+               reproduce.Method("ZSSR", "zssr")))
+
+
+@pytest.mark.parametrize("table", reproduce.TABLES)
+@pytest.mark.parametrize("preset", reproduce.PRESETS)
+def test_predefined_configs_validate(table, preset):
+  config = reproduce.table_config(table, preset)
+  config.validate()
+  json.dumps(config.to_json())
+  assert config.table == table and config.caption
+  if preset == "cpu":
+    assert "NOT paper scale" in config.caption
+  else:
+    assert config.crop == 0 and all(s.last == 0 or s.name == "Urban100"
+                                    for s in config.image_sets)
+
+
+def test_paper_configs_follow_the_paper():
+  from mlsr_tf.meta import maml  # pylint: disable=g-import-not-at-top
+  t4 = reproduce.table_config(4, "paper")
+  assert [(s.name, s.first, s.last) for s in t4.image_sets] == [("Urban100", 1, 40)]
+  urban = [r for r in t4.meta_runs if r.name == "bicubic_urban100"][0]
+  assert (urban.data.first, urban.data.last) == (51, 100)
+  assert (urban.validation.first, urban.validation.last) == (41, 50)
+  t5 = reproduce.table_config(5, "paper")
+  assert t5.alpha == pytest.approx(maml.PAPER_ALPHA)
+  assert t5.meta_runs[0].beta == maml.PAPER_BETA and t5.meta_runs[0].degradation == "random5x5"
+  assert 1000 in [m for m in t5.methods if m.kind == "finetune"][0].steps
+  assert t5.zssr == {}  # ZSSR's own defaults: up to 3,000 iterations.
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(table=6), "6"), (dict(preset="gpu"), "gpu"), (dict(crop=33), "33"),
+    (dict(degradation="gaussian"), "gaussian"), (dict(alpha=float("nan")), "nan"),
+    (dict(image_sets=(reproduce.ImageSet("Set7"),)), "Set7"),
+    (dict(methods=(reproduce.Method("X", "magic"),)), "magic"),
+    (dict(methods=(reproduce.Method("X", "meta", (0,), "nope"),)), "nope"),
+    (dict(methods=(reproduce.Method("X", "finetune", (-1,)),)), "-1"),
+    (dict(zssr=dict(max_iters=0)), "0"), (dict(zssr=dict(bogus=1)), "bogus"),
+])
+def test_config_validation_repeats_bad_value(change, message):
+  config = dataclasses.replace(reproduce.table_config(5, "cpu"), **change)
+  with pytest.raises(ValueError, match=message):
+    config.validate()
+
+
+def test_unknown_table_and_preset():
+  with pytest.raises(ValueError, match="7"):
+    reproduce.table_config(7, "cpu")
+  with pytest.raises(ValueError, match="tpu"):
+    reproduce.table_config(3, "tpu")
+
+
+def _fake_results():
+  config = reproduce.TableConfig(
+      table=3, preset="cpu", caption="cap", image_sets=(reproduce.ImageSet("Set5"),),
+      methods=(reproduce.Method("Bicubic", "bicubic"),
+               reproduce.Method("IDN-ML", "meta", (0, 5), "r")),
+      meta_runs=(reproduce.MetaRun("r"),), curve_steps=(0, 1, 5))
+  entry = lambda name, p: {"name": name, "psnr": p, "ssim": {k: 0.9 for k in p},
+                           "seconds": 2.0}
+  results = {
+      "Bicubic": {"Set5": reproduce._summarize([entry("a", {0: 30.0}), entry("b", {0: 32.0})])},
+      "IDN-ML": {"Set5": reproduce._summarize([entry("a", {0: 31.0, 1: 31.5, 5: 32.0}),
+                                               entry("b", {0: 33.0, 1: 33.5, 5: 34.0})])}}
+  return config, results
+
+
+def test_writers(tmp_path):
+  config, results = _fake_results()
+  md = reproduce.format_markdown(config, results)
+  assert "| Bicubic | 31.00 / 0.9000 |" in md
+  assert "| IDN-ML/0 | 32.00 / 0.9000 |" in md and "| IDN-ML/5 | 33.00 / 0.9000 |" in md
+  assert "Set5 (2 img)" in md and md.startswith("**cap**")
+  rows = list(csv.DictReader(io.StringIO(reproduce.format_csv(
+      reproduce.table_rows(config, results)))))
+  assert [(r["row"], float(r["psnr"])) for r in rows] == [
+      ("Bicubic", 31.0), ("IDN-ML/0", 32.0), ("IDN-ML/5", 33.0)]
+  curves = reproduce.curve_rows(config, results)
+  assert [(r["steps"], r["psnr"]) for r in curves] == [(0, 32.0), (1, 32.5), (5, 33.0)]
+  written = reproduce.write_outputs(config, {"config": config.to_json(), "results": results},
+                                    tmp_path / "out")
+  names = {p.name for p in written}
+  assert {"table.md", "table.csv", "per_image.csv", "config.json", "results.json",
+          "curves.csv"} <= names
+  assert json.loads((tmp_path / "out" / "config.json").read_text())["table"] == 3
+  assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
+  per_image = list(csv.DictReader(open(tmp_path / "out" / "per_image.csv")))
+  assert len(per_image) == 2 + 2 * 3
+
+
+def test_test_kernels_are_unseen_and_fixed():
+  from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
+  config = reproduce.table_config(5, "cpu")
+  a = reproduce.eval_degradation(config, 3)
+  b = reproduce.eval_degradation(config, 3)
+  assert a.name == b.name and a.name.startswith("random5x5_test_")
+  test = degradation.kernel_split("test")
+  assert any(np.array_equal(a.kernel, k) for k in test)
+  train = degradation.kernel_split("train")
+  assert not np.any(np.all(np.isclose(train, a.kernel[None]), axis=(1, 2)))
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_table(tmp_path):
+  root = _fake_root(tmp_path)
+  config = _tiny_config(root, _tiny_weights(tmp_path))
+  output = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lambda s: None)
+  results = output["results"]
+  assert set(results) == {"Bicubic", "Net", "Net-FT", "Net-ML", "ZSSR"}
+  assert results["Net-ML"]["Urban100[002-003]"]["images"] == 2
+  # Fine-tuning at 0 steps is the base network.
+  for set_label in ("Set5", "Urban100[002-003]"):
+    assert results["Net-FT"][set_label]["psnr"][0] == pytest.approx(
+        results["Net"][set_label]["psnr"][0], abs=1e-9)
+    assert set(results["Net-FT"][set_label]["psnr"]) == {0, 1, 2, 3}
+  assert os.path.isfile(tmp_path / "work" / "m" / "model.weights.h5")
+  md = (tmp_path / "out" / "table.md").read_text()
+  assert "Net-ML/2" in md and "ZSSR cost" in md
+  assert (tmp_path / "out" / "curves.csv").is_file()
+  # Rerun: the finished meta-training run is reused, and given weights skip training.
+  again = reproduce.run_table(config, tmp_path / "work", tmp_path / "out2",
+                              meta_weights={"m": str(tmp_path / "work" / "m" /
+                                                     "model.weights.h5")},
+                              log=lambda s: None)
+  assert again["meta"]["m"]["trained_here"] is False
+  assert again["results"]["Net-ML"]["Set5"]["psnr"] == pytest.approx(
+      results["Net-ML"]["Set5"]["psnr"])
+
+
+def _tool(*args, env_root=None):
+  env = dict(os.environ)
+  if env_root:
+    env["MLSR_DATA"] = str(env_root)
+  return subprocess.run([sys.executable, "tools/reproduce.py", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_tool_dry_run_and_error(tmp_path):
+  done = _tool("--table", "4", "--config", "paper", "--dry_run", "--out", str(tmp_path / "o"))
+  assert done.returncode == 0, done.stderr
+  config = json.loads((tmp_path / "o" / "config.json").read_text())
+  assert config["table"] == 4 and config["preset"] == "paper"
+  done = _tool("--table", "3", "--config", "gpu", "--out", str(tmp_path / "bad"))
+  assert done.returncode == 2, done.stderr
+  lines = done.stderr.strip().splitlines()
+  assert lines[-1].startswith("error:") and "gpu" in lines[-1]
+  assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    (dict(table=9, preset="cpu"), "9"), (dict(table=3, preset="cpu", meta_iterations=0), "0"),
+    (dict(table=5, preset="cpu", meta_weights={"nope": "w.h5"}), "nope"),
+    (dict(table=5, preset="cpu", meta_weights={"random5x5_train291": "/no/w.h5"}), "/no/w.h5"),
+])
+def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
+  root = _fake_root(tmp_path)
+  with pytest.raises(ValueError, match=word):
+    reproduce.run(workdir=tmp_path / "w", out_dir=tmp_path / "bad", data_root=root,
+                  log=lambda s: None, **kwargs)
+  assert not (tmp_path / "bad").exists() and not (tmp_path / "w").exists()

@@ -1,0 +1,60 @@
+"""Reproduces the MLSR paper's Tables 3, 4, 5 and adaptation curves (writes results/).
+
+Usage:
+  python tools/reproduce.py --table 5 --config cpu            # ~25 min on 2 CPU cores
+  python tools/reproduce.py --table 3 --config cpu --workdir runs/reproduce_cpu
+  python tools/reproduce.py --table 4 --config paper --workdir runs/reproduce_paper  # GPU
+  python tools/reproduce.py --table 3 --config cpu \
+      --meta_weights bicubic_train291=runs/x/model.weights.h5   # evaluate a checkpoint
+  python tools/reproduce.py --table 5 --config paper --dry_run  # only write config.json
+
+Writes ``table.md``, ``table.csv``, ``per_image.csv``, ``curves.csv``/``curves.png``,
+``config.json`` and ``results.json`` into ``--out`` (default
+``results/table<N>/<config>``).  Meta-training runs go to ``--workdir/<run name>``
+and resume when rerun.  ``cpu`` configs are NOT paper scale (the caption says what
+was cut); ``paper`` configs need a GPU.  Bad input: one ``error: ...`` line, exit 2.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from mlsr_tf import reproduce
+from tools import _cli
+
+_TABLE = flags.DEFINE_integer("table", None, "Paper table: 3, 4 or 5.")
+_CONFIG = flags.DEFINE_string("config", "cpu", "cpu (small, this machine) or paper (GPU).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Parent folder of meta-training runs.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default results/table<N>/<config>).")
+_META_WEIGHTS = flags.DEFINE_list(
+    "meta_weights", [], "RUN=WEIGHTS pairs: evaluate these meta-trained weights instead of "
+    "meta-training run RUN (names in config.json: meta_runs[].name).")
+_META_ITERATIONS = flags.DEFINE_integer("meta_iterations", None,
+                                        "Override every meta run's iteration count.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DATA or ../shared).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only validate and write config.json.")
+
+
+def main(argv):
+  del argv  # Checked by _cli.parse_flags_or_exit.
+  if _TABLE.value is None:
+    _cli.fail("--table is required (3, 4 or 5)")
+  meta_weights = {}
+  for pair in _META_WEIGHTS.value:
+    name, sep, path = pair.partition("=")
+    if not sep or not name or not path:
+      _cli.fail(f"--meta_weights entries must be RUN=WEIGHTS, got {pair!r}")
+    meta_weights[name] = path
+  try:
+    reproduce.run(_TABLE.value, _CONFIG.value, _WORKDIR.value, _OUT.value, meta_weights,
+                  _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value)
+  except (ValueError, OSError) as e:
+    _cli.fail(e)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_cli.parse_flags_or_exit)
