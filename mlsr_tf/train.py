@@ -210,6 +210,7 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
   log(f"pool: {len(pool_lr)} pairs LR {pool_lr.shape[1:]} HR {pool_hr.shape[1:]} "
       f"from {len(image_paths)} images in {time.time() - started:.1f}s")
 
+  keras.utils.set_random_seed(config.seed)  # Same initialisation for the same seed.
   model = build(config)
   schedule = keras.optimizers.schedules.CosineDecay(
       config.learning_rate, decay_steps=max(config.iterations, 1),
@@ -254,9 +255,11 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     event = {"iteration": iteration, "loss": float(fit.history["loss"][-1]),
              "learning_rate": float(schedule(iteration - 1)),
              "seconds": round(time.time() - started, 1)}
-    if iteration % config.validate_every == 0 or iteration == config.iterations:
+    validation_sets = [name for name in config.validation.split(",") if name]
+    if validation_sets and (iteration % config.validate_every == 0
+                            or iteration == config.iterations):
       event["validation_psnr"] = validate_psnr(model, config.scale, config.channels,
-                                               config.validation.split(","), root)
+                                               validation_sets, root)
     history.append(event)
     _append_jsonl(workdir / "log.jsonl", event)
     log(f"[{iteration}/{config.iterations}] loss {event['loss']:.5f} "
