@@ -143,3 +143,17 @@ def test_adaptive_upscale_fn_columns_for_y_and_gray(lr):
   gray_model = testing.tiny_sr_net(channels=3)
   out = adaptation.adaptive_upscale_fn(gray_model, _box_down, steps=(1,), alpha=0.5)(lr, "g")
   assert out["1"].shape == (48, 48, 1)
+
+
+@pytest.mark.parametrize("shape", [(13, 15, 1), (12, 14, 1), (11, 10, 1)])
+def test_adapt_on_sizes_not_multiple_of_scale_and_after_other_sizes(shape):
+  """Regression: LR_down has ceil(h/s) rows, so the output can exceed the LR target; the
+  loss must crop with dynamic shapes (a retraced tf.function has no static ones)."""
+  from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
+  model = testing.tiny_sr_net()
+  image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+  for size in (shape, (shape[0] + 3, shape[1] + 1, 1)):  # A second size reuses the trace.
+    crop = image if size == shape else np.pad(image, ((0, 3), (0, 1), (0, 0)), "reflect")
+    sr = adaptation.adapt(model, crop, degradation.bicubic(2), steps=2, alpha=0.1)
+    assert sr.shape == (2 * size[0], 2 * size[1], 1)
+    assert np.isfinite(sr).all()

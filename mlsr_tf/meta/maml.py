@@ -116,17 +116,27 @@ class LossConfig:
 
 
 def pixel_loss(prediction, target, config: LossConfig = LossConfig()):
-  """Mean L2 or L1 loss; ``target`` is cropped to the prediction's (static) size.
+  """Mean L2 or L1 loss over the common top-left region of ``prediction`` and ``target``.
 
-  A network upscales LR_down (h // s) to s * (h // s) <= h pixels, so the target may
-  be a few pixels larger; both are aligned at the top-left corner.
+  LR_down has ceil(h / s) rows, so the network's output (s * ceil(h / s)) can be a few
+  pixels larger or smaller than the LR target; both are aligned at the top-left corner and
+  cropped to the smaller size.  Sizes are read dynamically: under ``tf.function`` with
+  relaxed shapes the static ones are unknown.
   """
-  height, width = prediction.shape[1], prediction.shape[2]
+  height = _smaller(ops.shape(prediction)[1], ops.shape(target)[1])
+  width = _smaller(ops.shape(prediction)[2], ops.shape(target)[2])
+  prediction = prediction[:, :height, :width, :]
   target = target[:, :height, :width, :]
   diff = (prediction - ops.cast(target, prediction.dtype)) * config.pixel_range
   if config.kind == "l2":
     return ops.mean(ops.square(diff))
   return ops.mean(ops.abs(diff))
+
+
+def _smaller(a, b):
+  if isinstance(a, int) and isinstance(b, int):
+    return min(a, b)
+  return ops.minimum(a, b)
 
 
 def make_apply_fn(model: keras.Model, non_trainable_values: Sequence | None = None,
