@@ -265,9 +265,10 @@ def benchmark(config: BenchConfig, log=print) -> list:
 
   served(**feeds)  # Warm-up (first call pays for graph set-up).
   python_adapt()
-  saved_seconds = _time(lambda: served(**feeds)["sr"].numpy())
-  python_seconds = _time(python_adapt)
-  difference = float(np.abs(served(**feeds)["sr"].numpy()[0] - python_adapt()).max())
+  results = {}
+  saved_seconds = _time(lambda: results.update(saved=served(**feeds)["sr"].numpy()[0]))
+  python_seconds = _time(lambda: results.update(python=python_adapt()))
+  difference = float(np.abs(results["saved"] - results["python"]).max())
   record({"what": "savedmodel_vs_python", "lr": f"{size}x{size}", "steps": steps,
           "savedmodel_seconds": round(saved_seconds, 3),
           "python_seconds": round(python_seconds, 3),
