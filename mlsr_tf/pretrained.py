@@ -93,3 +93,15 @@ def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True):
                                **spec.model_kwargs)
   model.load_weights(str(spec.weights))
   return model, spec
+
+
+def resolve(model: str, weights: Optional[str]):
+  """Maps a shipped model name (``default``) to ``(network name, weights path)``.
+
+  Anything else (a network name with its weights, ``bicubic``) is returned unchanged, so
+  tools can accept ``--model default`` beside ``--model NAME --weights FILE``.
+  """
+  if weights is None and spec_path(model).is_file():
+    spec = load_spec(model)
+    return spec.model, str(spec.weights)
+  return model, weights

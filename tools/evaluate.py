@@ -3,6 +3,7 @@
 Usage:
   python tools/evaluate.py --model bicubic --datasets Set5,Set14,B100,Urban100 --scale 2
   python tools/evaluate.py --model bicubic --datasets Set5 --scale 4 --format json
+  python tools/evaluate.py --model default --datasets Set5 --adapt_steps 0,5,20 --alpha 0.1
   python tools/evaluate.py --model zssr --weights W --datasets Set5 --scale 2 \
       --degradation gaussian:1.2,1.2,0
   python tools/evaluate.py --model idn_caffe \
@@ -44,6 +45,9 @@ _ALPHA = flags.DEFINE_float("alpha", 0.65025,
                             "Adaptation step size for [0, 1] pixels (paper's 1e-5 at 0..255, L2).")
 _FINETUNE = flags.DEFINE_enum("finetune", "sgd", ["sgd", "adam"],
                               "Adaptation optimizer (adam: the naive fine-tuning baseline).")
+_CROPS = flags.DEFINE_integer("crops", None,
+                              "With --adapt_steps: adapt on this many random LR crops per step.")
+_CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Crop side in LR pixels (with --crops).")
 _PROTOCOL = flags.DEFINE_string(
     "protocol", "standard",
     "standard | idn-caffe (Y only, float-bicubic LR on Y, as the IDN authors scored).")
@@ -51,7 +55,13 @@ _PROTOCOL = flags.DEFINE_string(
 
 def main(argv):
   del argv  # Checked by _cli.parse_flags_or_exit.
+  from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
+  model, weights = pretrained.resolve(_MODEL.value, _WEIGHTS.value)  # --model default
   options = {}
+  if _CROPS.value is not None or _CROP_SIZE.value is not None:
+    if not (_CROPS.value and _CROP_SIZE.value and _CROPS.value > 0 and _CROP_SIZE.value > 0):
+      _cli.fail(f"--crops and --crop_size go together and must be positive, got "
+                f"{_CROPS.value!r} and {_CROP_SIZE.value!r}")
   if _ADAPT_STEPS.value:
     from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
     try:
@@ -61,10 +71,11 @@ def main(argv):
     if any(s < 0 for s in steps) or not (_ALPHA.value >= 0 and _ALPHA.value < float("inf")):
       _cli.fail(f"--adapt_steps must be >= 0 and --alpha finite and >= 0, got "
                 f"{steps!r} and {_ALPHA.value!r}")
-    evaluate_lib.register_upscaler(_MODEL.value, adaptation.eval_upscaler_factory)
-    options = dict(adapt_steps=steps, alpha=_ALPHA.value, finetune=_FINETUNE.value)
+    evaluate_lib.register_upscaler(model, adaptation.eval_upscaler_factory)
+    options = dict(adapt_steps=steps, alpha=_ALPHA.value, finetune=_FINETUNE.value,
+                   crops=_CROPS.value, crop_size=_CROP_SIZE.value)
   config = evaluate_lib.EvalConfig(
-      model=_MODEL.value, weights=_WEIGHTS.value, datasets=_DATASETS.value,
+      model=model, weights=weights, datasets=_DATASETS.value,
       scale=_SCALE.value, degradation=_DEGRADATION.value, data_root=_DATA_ROOT.value,
       output_format=_FORMAT.value, protocol=_PROTOCOL.value, options=options)
   try:
