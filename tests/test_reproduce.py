@@ -218,3 +218,19 @@ def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
     reproduce.run(workdir=tmp_path / "w", out_dir=tmp_path / "bad", data_root=root,
                   log=lambda s: None, **kwargs)
   assert not (tmp_path / "bad").exists() and not (tmp_path / "w").exists()
+
+
+def test_link_image_set_and_selection(tmp_path):
+  root = _fake_root(tmp_path, count=4)
+  folder = tmp_path / "links"
+  reproduce.link_image_set(reproduce.ImageSet("Urban100", 2, 3), folder, root)
+  assert sorted(p.name for p in folder.iterdir()) == ["img002.png", "img003.png"]
+  reproduce.link_image_set(reproduce.ImageSet("Urban100", 4, 4), folder, root)  # Replaces.
+  assert [p.name for p in folder.iterdir()] == ["img004.png"]
+  with pytest.raises(ValueError, match="only 4 images"):
+    reproduce.select_files(reproduce.ImageSet("Urban100", 1, 40), root)
+  config = dataclasses.replace(reproduce.table_config(3, "cpu"), data_root=str(root))
+  items = reproduce.load_items(config, reproduce.ImageSet("Set5", 1, 2))
+  assert [name for name, *_ in items] == ["img001", "img002"]
+  name, hr, lr, deg = items[0]
+  assert hr.shape == (48, 52, 3) and lr.shape == (24, 26, 3) and deg.is_bicubic
