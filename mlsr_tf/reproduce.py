@@ -675,7 +675,7 @@ def write_outputs(config: TableConfig, output: dict, out_dir) -> list:
 
 def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | None = None,
         meta_iterations: int | None = None, data_root=None, dry_run: bool = False,
-        log: Callable[[str], None] = print) -> dict:
+        alpha: float | None = None, log: Callable[[str], None] = print) -> dict:
   """What ``tools/reproduce.py`` calls: the predefined config, optional overrides, the run.
 
   Args:
@@ -686,6 +686,8 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     meta_iterations: overrides every meta run's iteration count (recorded in config).
     data_root: data root (default ``$MLSR_DATA`` or ``../shared``).
     dry_run: only validate and write ``config.json``.
+    alpha: overrides the step size of meta-training and of every test-time loop
+      (recorded in config; the caption says so).
   """
   config = table_config(table, preset)
   if meta_iterations is not None:
@@ -694,6 +696,10 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
       raise ValueError(f"meta_iterations must be a positive integer, got {meta_iterations!r}")
     config.meta_runs = tuple(dataclasses.replace(r, iterations=meta_iterations)
                              for r in config.meta_runs)
+  if alpha is not None:
+    config.caption = config.caption.replace(f"alpha {config.alpha:g}", f"alpha {alpha:g}")
+    config.caption += f" Step size overridden: alpha {alpha:g} (meta-training and tests)."
+    config.alpha = alpha
   config.data_root = str(data_root) if data_root else None
   config.validate()
   out_dir = pathlib.Path(out_dir) if out_dir else \

@@ -7,6 +7,8 @@ Usage:
   python tools/reproduce.py --table 3 --config cpu \
       --meta_weights bicubic_train291=runs/x/model.weights.h5   # evaluate a checkpoint
   python tools/reproduce.py --table 5 --config paper --dry_run  # only write config.json
+  python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
+      --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
 
 Writes ``table.md``, ``table.csv``, ``per_image.csv``, ``curves.csv``/``curves.png``,
 ``config.json`` and ``results.json`` into ``--out`` (default
@@ -36,6 +38,8 @@ _META_WEIGHTS = flags.DEFINE_list(
 _META_ITERATIONS = flags.DEFINE_integer("meta_iterations", None,
                                         "Override every meta run's iteration count.")
 _DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DATA or ../shared).")
+_ALPHA = flags.DEFINE_float("alpha", None, "Override the step size (meta-training and tests; "
+                            "[0, 1] pixels).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only validate and write config.json.")
 
 
@@ -51,7 +55,7 @@ def main(argv):
     meta_weights[name] = path
   try:
     reproduce.run(_TABLE.value, _CONFIG.value, _WORKDIR.value, _OUT.value, meta_weights,
-                  _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value)
+                  _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value, _ALPHA.value)
   except (ValueError, OSError) as e:
     _cli.fail(e)
 
