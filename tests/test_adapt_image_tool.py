@@ -108,6 +108,7 @@ def _bad_cases(work, tmp):
   ]
 
 
+@pytest.mark.slow  # 15 subprocesses; 5 of them load TensorFlow.
 def test_bad_inputs_exit_2_one_line_no_output(work, tmp_path):
   before = {p: p.read_bytes() for p in work.iterdir()}
   for args, pattern in _bad_cases(work, tmp_path):
