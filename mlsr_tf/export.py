@@ -18,9 +18,8 @@ Serving uses), a SavedModel with two signatures:
     ``mlsr_tf.data.degradation``).  **An empty ``[0, 0]`` kernel means MATLAB bicubic.**
   * output ``sr``: ``[1, s*H, s*W, C]``.
 
-  LR_down is made in the graph (``degrade_tf`` / ``imresize_tf``) from the LR cropped to a
-  multiple of s, then ``steps`` SGD steps run in a ``tf.while_loop`` over parameter
-  *tensors* (the step is ``mlsr_tf.meta.adaptation.make_sgd_step``, i.e.
+  LR_down is made in the graph (``degrade_tf`` / ``imresize_tf``) from the LR, then ``steps``
+  SGD steps (as ``mlsr_tf.adapt``) run in a ``tf.while_loop`` over parameter *tensors* (the step is ``mlsr_tf.meta.adaptation.make_sgd_step``, i.e.
   ``model.stateless_call`` under a ``GradientTape``); the stored variables are only read,
   never assigned, so every request starts from the same weights.  Bad values (negative
   steps, a non-finite learning rate, a kernel summing to <= 0, a batch other than 1) fail
@@ -94,17 +93,14 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
     ]
     with tf.control_dependencies(checks):
       x = tf.identity(x)
-    height = (tf.shape(x)[1] // scale) * scale
-    width = (tf.shape(x)[2] // scale) * scale
-    target = x[:, :height, :width, :]
     lr_down = tf.cond(
         tf.size(kernel) > 0,
-        lambda: degradation_lib.degrade_tf(target, kernel / tf.reduce_sum(kernel), scale),
-        lambda: imresize_lib.imresize_tf(target, 1.0 / scale))
+        lambda: degradation_lib.degrade_tf(x, kernel / tf.reduce_sum(kernel), scale),
+        lambda: imresize_lib.imresize_tf(x, 1.0 / scale))
     step = adaptation.make_sgd_step(model)
 
     def body(i, *params):
-      new_params, _ = step(list(params), lr_down, target, learning_rate)
+      new_params, _ = step(list(params), lr_down, x, learning_rate)
       return (i + 1, *new_params)
 
     params = tf.while_loop(lambda i, *_: i < steps, body,
@@ -196,8 +192,8 @@ def benchmark(config: BenchConfig, log=print) -> list:
 
   CLI rows run ``tools/adapt_image.py`` as a fresh process (start-up, model load, adaptation,
   forward, PNG write: what a user waits for) on a synthetic LR of each size.  The SavedModel
-  row exports the model, then times one ``adapt`` call against ``adapt_parameters`` +
-  ``predict`` (both after a warm-up call, same LR, steps and step size).
+  row exports the model, then times one ``adapt`` call against ``mlsr_tf.adapt`` (both
+  after a warm-up call, same LR, steps and step size).
   Returns one dict per measurement (also passed to ``log`` as it is made).
   """
   import subprocess  # pylint: disable=g-import-not-at-top
@@ -259,9 +255,8 @@ def benchmark(config: BenchConfig, log=print) -> list:
                learning_rate=tf.constant(rate, tf.float32), kernel=tf.zeros([0, 0]))
 
   def python_adapt():
-    lr_down = degradation_lib.make_lr_down(lr, degradation_lib.bicubic(loaded.scale))
-    params = adaptation.adapt_parameters(loaded.model, lr_down, lr, steps, rate)
-    return adaptation.predict(loaded.model, params, lr)
+    return adaptation.adapt(loaded.model, lr, degradation_lib.bicubic(loaded.scale), steps,
+                            rate)
 
   served(**feeds)  # Warm-up (first call pays for graph set-up).
   python_adapt()

@@ -14,11 +14,9 @@ One image (or a folder of them) goes through:
      Y (BT.601, MATLAB ``rgb2ycbcr``) and takes Cb/Cr from bicubic;
    * a gray image on an RGB model is replicated to RGB; the result's channel mean is kept;
 
-3. Algorithm 2 of the paper with :mod:`mlsr_tf.meta.adaptation`'s own pieces
-   (``adapt_parameters``, then ``predict``: what ``adapt`` composes), never a copy of its
-   loop.  LR_down and the loss target are made from the LR cropped to a multiple of the
-   scale, so the network's output on LR_down has exactly the target's size (any LR size
-   works; ``adapt`` itself needs the LR's size to be a multiple of the scale);
+3. Algorithm 2 of the paper: ``mlsr_tf.meta.adaptation.adapt`` for a whole image; with
+   tiling its two halves (``adapt_parameters`` on ``make_lr_down(LR)`` and LR, exactly what
+   ``adapt`` does) and a tiled ``predict``; never a copy of its loop;
 4. optional tiling of the final forward pass (``tile``): tiles of ``tile`` LR pixels with
    ``overlap`` pixels of context on each side, the context cut off again.  With the overlap
    at least the network's receptive radius (the default, measured by
@@ -254,15 +252,15 @@ def _adapt_network_input(model, image: np.ndarray, degradation, options: AdaptOp
   """Adapts on ``image`` (float HWC, the model's channels); returns the SR (float32 HWC)."""
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
   scale = degradation.scale
-  # The loss target is the LR cropped to a multiple of the scale: exactly the size of the
-  # network's output on LR_down, also when tf.function has generalised the shapes.
-  target = image[:(image.shape[0] // scale) * scale, :(image.shape[1] // scale) * scale]
-  lr_down = degradation_lib.make_lr_down(np.ascontiguousarray(target), degradation)
-  params = adaptation.adapt_parameters(
-      model, lr_down, target, int(options.steps), float(options.alpha), crops=options.crops,
-      crop_size=options.crop_size, seed=options.seed, progress=on_step)
+  kwargs = dict(crops=options.crops, crop_size=options.crop_size, seed=options.seed,
+                progress=on_step)
   if options.tile is None or options.tile >= max(image.shape[:2]):
-    return adaptation.predict(model, params, image)
+    return adaptation.adapt(model, image, degradation, int(options.steps),
+                            float(options.alpha), **kwargs)
+  # Tiled: the same adaptation as `adapt` (its own two halves), then a tiled forward pass.
+  params = adaptation.adapt_parameters(
+      model, adaptation.make_lr_down(image, degradation), image, int(options.steps),
+      float(options.alpha), **kwargs)
   overlap = options.overlap
   if overlap is None:
     if model not in _RADIUS_CACHE:

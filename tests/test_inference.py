@@ -42,11 +42,15 @@ def test_ycbcr_round_trip_and_matlab_luma():
 
 
 def test_whole_image_equals_library_adapt(rgb_model, lr):
-  """The untiled path is mlsr_tf.meta.adaptation.adapt (even size: no crop)."""
+  """The untiled path is mlsr_tf.meta.adaptation.adapt, also on odd sizes."""
   sr = inference.super_resolve(rgb_model, lr, deg.bicubic(2), OPTIONS)
   expected = adaptation.adapt(rgb_model, lr, deg.bicubic(2), 3, 0.05)
   assert sr.shape == (96, 112, 3) and sr.dtype == np.uint8
   np.testing.assert_array_equal(sr, image_io.to_uint(expected))
+  odd = lr[:45, :51]
+  np.testing.assert_array_equal(
+      inference.super_resolve(rgb_model, odd, deg.bicubic(2), OPTIONS),
+      image_io.to_uint(adaptation.adapt(rgb_model, odd, deg.bicubic(2), 3, 0.05)))
   plain = inference.super_resolve(rgb_model, lr, deg.bicubic(2),
                                   inference.AdaptOptions(steps=0))
   assert np.abs(sr.astype(int) - plain).max() > 0  # Adaptation did something.
