@@ -108,3 +108,14 @@ def test_reads_shared_gray_and_rgb():
   assert image_io.read_image(bridge).shape == (512, 512, 1)
   baby = image_io.read_image(root / "datasets" / "Set5" / "HR" / "baby.png")
   assert baby.shape == (512, 512, 3) and baby.dtype == np.uint8
+
+
+def test_written_png_has_ordinary_permissions(tmp_path):
+  """The atomic temp file (mkstemp: 0600) must not leave outputs unreadable to others."""
+  old = os.umask(0o022)
+  try:
+    path = tmp_path / "perm.png"
+    image_io.write_png(path, np.zeros((4, 4, 3), np.uint8))
+    assert (path.stat().st_mode & 0o777) == 0o644
+  finally:
+    os.umask(old)

@@ -121,11 +121,18 @@ def write_png(path: PathLike, image: np.ndarray) -> None:
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(encoded.tobytes())
+    os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; use what open() would.
     os.replace(tmp_name, path)
   except BaseException:
     if os.path.exists(tmp_name):
       os.unlink(tmp_name)
     raise
+
+
+def _current_umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
