@@ -1,7 +1,7 @@
 """Reproduces the MLSR paper's Tables 3, 4, 5 and adaptation curves (writes results/).
 
 Usage:
-  python tools/reproduce.py --table 5 --config cpu            # ~25 min on 2 CPU cores
+  python tools/reproduce.py --table 5 --config cpu   # ~17 min on 2 CPU cores (T3 ~15, T4 ~8)
   python tools/reproduce.py --table 3 --config cpu --workdir runs/reproduce_cpu
   python tools/reproduce.py --table 4 --config paper --workdir runs/reproduce_paper  # GPU
   python tools/reproduce.py --table 3 --config cpu \
