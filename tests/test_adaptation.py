@@ -157,3 +157,29 @@ def test_adapt_on_sizes_not_multiple_of_scale_and_after_other_sizes(shape):
     sr = adaptation.adapt(model, crop, degradation.bicubic(2), steps=2, alpha=0.1)
     assert sr.shape == (2 * size[0], 2 * size[1], 1)
     assert np.isfinite(sr).all()
+
+
+def test_crops_use_the_true_scale_on_tiny_images_at_x4():
+  """Regression: 17 LR rows at x4 give a 5-row LR_down; rounding 17 / 5 said scale 3."""
+  from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
+  model = testing.tiny_sr_net(scale=4)
+  lr = np.random.default_rng(3).uniform(0, 1, (17, 17, 1)).astype(np.float32)
+  lr_down = lr[::4, ::4]  # 5x5: LR_down[i, j] is LR[4 i, 4 j], so aligned crops agree.
+  assert round(17 / 5) == 3
+  assert adaptation.infer_scale(model, lr_down.shape, lr.shape) == 4
+  for seed in range(20):  # Every drawn position fits (LR_down row 4 has no full LR block).
+    x, y = adaptation._crop_pairs(lr_down, lr, 4, 3, 4, np.random.default_rng(seed))  # pylint: disable=protected-access
+    assert x.shape == (3, 1, 1, 1) and y.shape == (3, 4, 4, 1)
+    np.testing.assert_array_equal(x[:, 0, 0], y[:, 0, 0])
+  kwargs = dict(crops=3, crop_size=4, seed=5)
+  inferred = adaptation.adapt_parameters(model, lr_down, lr, 2, 0.1, **kwargs)
+  explicit = adaptation.adapt_parameters(model, lr_down, lr, 2, 0.1, scale=4, **kwargs)
+  for a, b in zip(inferred, explicit):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # adapt() takes the scale from the degradation (bicubic x4: 17 -> 5 rows).
+  sr = adaptation.adapt(model, lr, degradation.bicubic(4), steps=2, alpha=0.1, **kwargs)
+  assert sr.shape == (68, 68, 1) and np.isfinite(sr).all()
+  with pytest.raises(ValueError, match="scale must be a positive integer, got 0"):
+    adaptation.adapt_parameters(model, lr_down, lr, 1, 0.1, scale=0, **kwargs)
+  with pytest.raises(ValueError, match="crop_size 20 does not fit"):
+    adaptation.adapt_parameters(model, lr_down, lr, 1, 0.1, crops=1, crop_size=20)

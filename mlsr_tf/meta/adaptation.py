@@ -126,18 +126,43 @@ def make_adam_step(model: keras.Model, loss_config: maml.LossConfig = maml.LossC
 
 def _crop_pairs(lr_down: np.ndarray, lr: np.ndarray, scale: int, crops: int, crop_size: int,
                 rng: np.random.Generator):
-  """``crops`` aligned random crops: LR crops of ``crop_size``, LR_down of crop_size/scale."""
+  """``crops`` aligned random crops: LR crops of ``crop_size``, LR_down of crop_size/scale.
+
+  LR_down may have ceil(h / scale) rows, one more than fit in the LR; positions are
+  drawn so that both crops lie fully inside their images.
+  """
   down = crop_size // scale
-  height, width = lr_down.shape[:2]
-  if down < 1 or height < down or width < down:
+  max_top = min(lr_down.shape[0] - down, (lr.shape[0] - crop_size) // scale)
+  max_left = min(lr_down.shape[1] - down, (lr.shape[1] - crop_size) // scale)
+  if down < 1 or max_top < 0 or max_left < 0:
     raise ValueError(
-        f"crop_size {crop_size} does not fit LR_down of size {height}x{width} at scale {scale}")
-  tops = rng.integers(0, height - down + 1, size=crops)
-  lefts = rng.integers(0, width - down + 1, size=crops)
+        f"crop_size {crop_size} does not fit LR_down of shape {lr_down.shape} and LR of "
+        f"shape {lr.shape} at scale {scale}")
+  tops = rng.integers(0, max_top + 1, size=crops)
+  lefts = rng.integers(0, max_left + 1, size=crops)
   x = np.stack([lr_down[t:t + down, l:l + down] for t, l in zip(tops, lefts)])
-  y = np.stack([lr[t * scale:t * scale + down * scale, l * scale:l * scale + down * scale]
+  y = np.stack([lr[t * scale:t * scale + crop_size, l * scale:l * scale + crop_size]
                 for t, l in zip(tops, lefts)])
   return x, y
+
+
+def infer_scale(model: keras.Model, lr_down_shape: Sequence[int],
+                lr_shape: Sequence[int]) -> int:
+  """The SR factor: the model's output size over its input size, else LR over LR_down.
+
+  The model is asked first (``compute_output_shape`` on an 8x8 input): rounding
+  ``LR height / LR_down height`` is wrong for tiny images (17 rows at x4 give a
+  5-row LR_down and 17 / 5 -> 3).
+  """
+  try:
+    out = model.compute_output_shape((1, 8, 8, model_channels(model)))
+    if isinstance(out, list):
+      out = out[0]
+    if isinstance(out[1], int) and out[1] % 8 == 0 and out[1] >= 8:
+      return out[1] // 8
+  except Exception:  # pylint: disable=broad-except  # Subclassed models may not say.
+    pass
+  return max(1, int(round(lr_shape[0] / lr_down_shape[0])))
 
 
 def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
@@ -146,7 +171,7 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
                      loss: str = "l2", pixel_range: float = 1.0,
                      progress: Callable[[int, int, float], None] | None = None,
                      callback: Callable[[int, list], None] | None = None,
-                     params: Sequence | None = None) -> list:
+                     params: Sequence | None = None, scale: int | None = None) -> list:
   """Runs the adaptation loop on an explicit (LR_down, LR) pair; returns adapted weights.
 
   Args:
@@ -164,6 +189,8 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     callback: called as ``callback(step, params)`` after each step (and with step 0
       before the first), e.g. to read the result at several step counts.
     params: start from these trainable values instead of the model's.
+    scale: the SR factor (aligns the crops); None: :func:`infer_scale` (from the
+      model's output shape).  Only crops use it.
 
   Returns:
     The adapted trainable values (backend tensors), in ``model.trainable_variables``
@@ -182,9 +209,13 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
   channels = model_channels(model)
   lr_down = as_float_image(lr_down, channels, "lr_down")
   lr = as_float_image(lr, channels, "lr")
-  scale = int(round(lr.shape[0] / lr_down.shape[0]))
-  if scale < 1:
+  if lr_down.shape[0] > lr.shape[0] or lr_down.shape[1] > lr.shape[1]:
     raise ValueError(f"LR_down {lr_down.shape} is larger than LR {lr.shape}")
+  if scale is None:
+    scale = infer_scale(model, lr_down.shape, lr.shape)
+  elif isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+    raise ValueError(f"scale must be a positive integer, got {scale!r}")
+  scale = int(scale)
   if crops is not None and (crops < 1 or crop_size < scale or crop_size % scale):
     raise ValueError(f"need crops >= 1 and crop_size a positive multiple of the scale "
                      f"{scale}, got crops={crops!r}, crop_size={crop_size!r}")
@@ -245,6 +276,8 @@ def adapt_at_steps(model: keras.Model, lr_image, degradation, steps: Iterable[in
     raise ValueError(f"steps must be non-negative integers, got {steps!r}")
   lr = as_float_image(lr_image, model_channels(model), "lr_image")
   lr_down = make_lr_down(lr, degradation)
+  if kwargs.get("scale") is None:
+    kwargs["scale"] = getattr(degradation, "scale", None)
   results = {}
 
   def read_out(step, params):
@@ -258,7 +291,7 @@ def adapt_at_steps(model: keras.Model, lr_image, degradation, steps: Iterable[in
 def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPER_ALPHA, *,
           crops: int | None = None, crop_size: int | None = None, optimizer: str = "sgd",
           seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
-          loss: str = "l2", pixel_range: float = 1.0) -> np.ndarray:
+          loss: str = "l2", pixel_range: float = 1.0, scale: int | None = None) -> np.ndarray:
   """Algorithm 2: adapts a copy of the weights to ``lr_image`` and super-resolves it.
 
   Args:
@@ -275,6 +308,8 @@ def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPE
     seed: crop positions.
     progress: ``progress(step, steps, loss)`` after each step.
     loss, pixel_range: see :class:`maml.LossConfig`.
+    scale: the SR factor for the crops (None: the degradation's ``scale``, else
+      :func:`infer_scale`).
 
   Returns:
     The SR image, float32 HWC in [0, 1].
@@ -283,7 +318,9 @@ def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPE
   lr_down = make_lr_down(lr, degradation)
   params = adapt_parameters(model, lr_down, lr, steps, alpha, crops=crops,
                             crop_size=crop_size, optimizer=optimizer, seed=seed,
-                            loss=loss, pixel_range=pixel_range, progress=progress)
+                            loss=loss, pixel_range=pixel_range, progress=progress,
+                            scale=scale if scale is not None else getattr(degradation, "scale",
+                                                                          None))
   return predict(model, params, lr)
 
 
