@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import time
@@ -306,6 +307,10 @@ def _format_seconds(seconds: float) -> str:
 # ----------------------------------------------------------------------------- run
 
 
+class DivergedError(ValueError):
+  """The meta loss became non-finite (too large a step size); nothing was saved after it."""
+
+
 def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=None) -> dict:
   """Meta-trains (or resumes) according to ``config``.
 
@@ -360,11 +365,18 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     run_validation(0)
   began = time.time()
   window = []
+  last_saved = start
   for iteration in range(start, config.iterations):
     step_began = time.time()
     batch = sampler.sample(iteration, config.batch)
     metrics = trainer.step(batch)
     done = iteration + 1
+    meta_loss = float(metrics["meta_loss"])
+    if not math.isfinite(meta_loss):
+      # Saving now would overwrite the last good weights with NaNs.
+      raise DivergedError(
+          f"meta-training diverged at iteration {done}: meta loss {meta_loss}; the weights of "
+          f"iteration {last_saved} are kept in {workdir}; lower --alpha (inner step) or --beta")
     window.append(time.time() - step_began)
     if done % config.log_every == 0 or done == config.iterations:
       per_iteration = float(np.mean(window[-config.log_every:]))
@@ -377,6 +389,7 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
       _append_jsonl(metrics_path, dict(metrics, iteration=done, seconds=per_iteration))
     if done % config.checkpoint_every == 0 or done == config.iterations:
       save_checkpoint(workdir, trainer, done, config)
+      last_saved = done
     if validation and done % config.validate_every == 0:
       run_validation(done)
   elapsed = time.time() - began

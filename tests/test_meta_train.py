@@ -103,3 +103,18 @@ def test_tool_bad_input_exits_2(tmp_path):
   assert done.returncode == 2, done.stderr[-2000:]
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith("error:") and "missing" in last
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_weights(
+    tmp_path, data_dir):
+  """A step size that blows the inner loop up must not overwrite good weights with NaNs."""
+  config = _config(tmp_path / "run", data_dir, iterations=1)
+  meta_train.run(config, log=lambda _: None)
+  good = _weights(tmp_path / "run" / "model.weights.h5")
+  with pytest.raises(meta_train.DivergedError, match="iteration 2.*iteration 1"):
+    meta_train.run(dataclasses.replace(config, iterations=4, alpha=1e12),
+                   log=lambda _: None)
+  after = _weights(tmp_path / "run" / "model.weights.h5")
+  for (name_a, a), (name_b, b) in zip(good, after):
+    assert name_a == name_b
+    np.testing.assert_array_equal(a, b)
