@@ -53,7 +53,7 @@ MIN_LR_DOWN_SIDE = 4
 # Default SGD step size ([0, 1] pixels, L2) for networks without a model card, i.e. not
 # meta-trained (plain fine-tuning).  The paper's 1e-5 at 0..255 (0.65025 here) is for
 # meta-trained weights: on IDN-Caffe it diverges (Urban100 img004: 30.5 -> 5.8 dB in 5
-# steps), 0.3 diverges on a crop, 0.1 gains (notes/cli_export.md).
+# steps), 0.3 diverges on a crop, 0.1 gains (WORKSPACE.md section 6).
 DEFAULT_ALPHA = 0.1
 DEFAULT_STEPS = 5
 

@@ -203,7 +203,7 @@ def table_config(table: int, preset: str) -> TableConfig:
     raise ValueError(f"unknown config {preset!r}; expected one of {PRESETS}")
   cpu = preset == "cpu"
   # cpu: alpha 0.1 (naive SGD fine-tuning of IDN-Caffe diverges at 0.3 on [0, 1] pixels,
-  # notes/cli_export.md); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
+  # WORKSPACE.md section 6); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
   alpha = 0.1 if cpu else maml.PAPER_ALPHA
   meta_common = (dict(patch=64, batch=4, inner_steps=5, beta=1e-5, iterations=100) if cpu
                  else dict(patch=128, batch=16, inner_steps=5, beta=maml.PAPER_BETA,

@@ -56,7 +56,7 @@ def test_imported_mzsr_standard_protocol_set5_x2():
   _require(MZSR, ROOT / "datasets" / "Set5")
   model = models_io.build_and_load("zssr", MZSR, scale=2)
   results = evaluate_lib.evaluate(evaluate_lib.model_upscale_fn(model), ["Set5"], 2)
-  # Measured 37.55 dB (notes/weights.md); bicubic is 33.66, MZSR reports ~37.5.
+  # Measured 37.55 dB (WORKSPACE.md section 3); bicubic is 33.66, MZSR reports ~37.5.
   assert abs(results["Set5"]["psnr"] - 37.55) < 0.05
 
 
