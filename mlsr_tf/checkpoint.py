@@ -25,8 +25,13 @@ _OPTIMIZER = "optimizer.npz"
 _STATE = "state.json"
 
 
-def save(directory, model, optimizer=None, state: Optional[dict] = None) -> None:
-  """Writes ``model`` (and ``optimizer``, ``state``) atomically to ``directory``."""
+def save(directory, model, optimizer=None, state: Optional[dict] = None,
+         optimizer_arrays: Optional[dict] = None) -> None:
+  """Writes ``model`` (and ``optimizer``, ``state``) atomically to ``directory``.
+
+  ``optimizer_arrays`` is for optimizers that are not Keras objects (the functional Adam
+  of meta-training): a dictionary of arrays written as ``optimizer.npz`` as it is.
+  """
   directory = pathlib.Path(directory)
   tmp = directory.with_name(directory.name + ".tmp")
   old = directory.with_name(directory.name + ".old")
@@ -34,8 +39,9 @@ def save(directory, model, optimizer=None, state: Optional[dict] = None) -> None
   tmp.mkdir(parents=True)
   model.save_weights(str(tmp / _WEIGHTS))
   if optimizer is not None:
-    values = {f"v{i:05d}": np.asarray(v) for i, v in enumerate(optimizer.variables)}
-    np.savez(tmp / _OPTIMIZER, **values)
+    optimizer_arrays = {f"v{i:05d}": np.asarray(v) for i, v in enumerate(optimizer.variables)}
+  if optimizer_arrays is not None:
+    np.savez(tmp / _OPTIMIZER, **optimizer_arrays)
   with open(tmp / _STATE, "w", encoding="utf-8") as f:
     json.dump(state or {}, f, indent=1)
   shutil.rmtree(old, ignore_errors=True)
@@ -45,19 +51,25 @@ def save(directory, model, optimizer=None, state: Optional[dict] = None) -> None
   shutil.rmtree(old, ignore_errors=True)
 
 
+def latest(directory) -> Optional[pathlib.Path]:
+  """The complete checkpoint directory to read (``directory``, or the ``.old`` copy left by
+  an interruption between the two renames of :func:`save`), or None if there is none."""
+  directory = pathlib.Path(directory)
+  for candidate in (directory, directory.with_name(directory.name + ".old")):
+    if (candidate / _STATE).exists():
+      return candidate
+  return None
+
+
 def restore(directory, model, optimizer=None) -> Optional[dict]:
   """Loads a checkpoint written by :func:`save`; returns its state, or None if there is none.
 
   The optimizer must already be built (``optimizer.build(model.trainable_variables)``) so
   that its variables exist; a mismatch in their number or shapes raises ``ValueError``.
   """
-  directory = pathlib.Path(directory)
-  if not (directory / _STATE).exists():
-    old = directory.with_name(directory.name + ".old")
-    if (old / _STATE).exists():  # Interrupted between the two renames of save().
-      directory = old
-    else:
-      return None
+  directory = latest(directory)
+  if directory is None:
+    return None
   model.load_weights(str(directory / _WEIGHTS))
   if optimizer is not None and (directory / _OPTIMIZER).exists():
     with np.load(directory / _OPTIMIZER) as data:

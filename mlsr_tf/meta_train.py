@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from mlsr_tf import checkpoint as checkpoint_lib
 from mlsr_tf.meta import maml
 
 
@@ -222,12 +223,6 @@ def validate(model, validation: dict, config: MetaTrainConfig) -> dict:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
-
-
 def save_weights(model, path: pathlib.Path) -> None:
   """``model.save_weights`` to a temporary file, then renamed (never half-written)."""
   tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
@@ -237,34 +232,30 @@ def save_weights(model, path: pathlib.Path) -> None:
 
 def save_checkpoint(workdir: pathlib.Path, trainer, iteration: int,
                     config: MetaTrainConfig) -> None:
-  checkpoint = workdir / "checkpoint"
-  checkpoint.mkdir(parents=True, exist_ok=True)
+  """Weights, outer-optimizer state and iteration as one atomic checkpoint directory."""
   trainer.write_to_model()
-  save_weights(trainer.model, checkpoint / "model.weights.h5")
-  tmp = checkpoint / f".optimizer-{os.getpid()}.npz"
-  np.savez(tmp, **trainer.get_state())
-  os.replace(tmp, checkpoint / "optimizer.npz")
-  state = {"iteration": iteration, "config": dataclasses.asdict(config)}
-  _atomic_write_bytes(checkpoint / "state.json", json.dumps(state, indent=1).encode())
+  checkpoint_lib.save(workdir / "checkpoint", trainer.model,
+                      state={"iteration": iteration, "config": dataclasses.asdict(config)},
+                      optimizer_arrays=trainer.get_state())
   save_weights(trainer.model, workdir / "model.weights.h5")
 
 
 def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
   """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0)."""
-  state_path = workdir / "checkpoint" / "state.json"
-  if not state_path.exists():
+  directory = checkpoint_lib.latest(workdir / "checkpoint")
+  if directory is None:
     return 0
-  state = json.loads(state_path.read_text())
+  state = json.loads((directory / "state.json").read_text())
   saved = state["config"]
   for key in ("model", "scale", "channels", "model_kwargs"):
     if saved.get(key) != getattr(config, key):
       raise ValueError(f"workdir {str(workdir)!r} holds a run with {key}={saved.get(key)!r}, "
                        f"not {getattr(config, key)!r}")
-  trainer.model.load_weights(str(workdir / "checkpoint" / "model.weights.h5"))
+  trainer.model.load_weights(str(directory / "model.weights.h5"))
   import keras  # pylint: disable=g-import-not-at-top
   trainer.set_theta([keras.ops.convert_to_numpy(v.value)
                      for v in trainer.model.trainable_variables])
-  with np.load(workdir / "checkpoint" / "optimizer.npz") as optimizer:
+  with np.load(directory / "optimizer.npz") as optimizer:
     trainer.set_state(dict(optimizer))
   return int(state["iteration"])
 
