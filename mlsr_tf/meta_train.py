@@ -24,6 +24,12 @@ each HR image is degraded with a fixed degradation drawn (seeded by the image in
 from the same kind of distribution on the *validation* kernel split; reported are
 the PSNR of bicubic upscaling, of the current network without adaptation ("base")
 and after ``validation_steps`` adaptation steps ("adapted"), as in the authors' code.
+With ``validation_degradations`` (``parse_degradation`` specs such as ``bicubic`` or
+``gaussian:2.0,2.0,0``) every image is instead degraded with each listed degradation,
+reported as ``"SET/SPEC"``: this tracks the targets one ships a model for (e.g. bicubic
+without adaptation and a given blur after adaptation).  ``keep_validated_weights`` keeps
+the weights of every validation in ``validated/iteration_NNNNNN.weights.h5`` so a
+snapshot can be chosen afterwards.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class MetaTrainConfig:
   beta: float = maml.PAPER_BETA
   iterations: int = 1000
   degradation: str = "mixed"
+  mixture_weights: str | None = None  # "bicubic,random5x5,gaussian" weights for "mixed".
   sigma_max: float = 3.0
   order: str = "first"
   loss: str = "l2"
@@ -70,6 +77,8 @@ class MetaTrainConfig:
   validation_images: int = 0  # 0: all images of each set.
   validation_size: int = 128  # Centre-crop validation HR to at most this size (0: whole).
   validation_steps: int = 5
+  validation_degradations: tuple = ()  # parse_degradation specs; (): drawn as in training.
+  keep_validated_weights: bool = False
   checkpoint_every: int = 100
   log_every: int = 10
   seed: int = 0
@@ -104,6 +113,16 @@ class MetaTrainConfig:
     if self.degradation not in tasks.DEGRADATION_KINDS:
       raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
                        f"{tasks.DEGRADATION_KINDS}")
+    tasks.parse_mixture_weights(self.mixture_weights)
+    if self.mixture_weights and self.degradation != "mixed":
+      raise ValueError(f"mixture_weights {self.mixture_weights!r} need degradation 'mixed', "
+                       f"got {self.degradation!r}")
+    if isinstance(self.validation_degradations, str):
+      raise ValueError("validation_degradations must be a sequence of specs, got the string "
+                       f"{self.validation_degradations!r}")
+    from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+    for spec in self.validation_degradations:
+      degradation_lib.parse_degradation(spec, self.scale)
     maml.LossConfig(self.loss, self.pixel_range)
 
 
@@ -154,7 +173,8 @@ def make_task_sampler(config: MetaTrainConfig, channels: int):
   return tasks.TaskSampler.from_paths(
       files, config.patch, config.scale, kind=config.degradation, channels=channels,
       seed=config.seed, patches_per_task=config.patches_per_task,
-      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max))
+      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
+      mixture_weights=config.mixture_weights)
 
 
 def _center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
@@ -167,7 +187,10 @@ def _center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
 
 
 def validation_set(config: MetaTrainConfig, channels: int) -> dict:
-  """``{set name: [(image name, HR uint8, LR float, Degradation)]}``, fixed per config."""
+  """``{key: [(image name, HR uint8, LR float, Degradation)]}``, fixed per config.
+
+  The key is the set name, or ``"SET/SPEC"`` for each of ``validation_degradations``.
+  """
   from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import datasets  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
@@ -177,23 +200,33 @@ def validation_set(config: MetaTrainConfig, channels: int) -> dict:
   root = paths.data_root(config.data_root)
   distribution = tasks.DegradationDistribution(
       config.degradation, config.scale, split="validation",
-      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max))
+      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
+      mixture_weights=config.mixture_weights)
+  fixed = {spec: degradation_lib.parse_degradation(spec, config.scale)
+           for spec in config.validation_degradations}
   result = {}
   for set_name in [s for s in config.validation.split(",") if s]:
     files = datasets.list_training_images(set_name, root)
     if config.validation_images:
       files = files[:config.validation_images]
-    items = []
+    items = {}
     for index, path in enumerate(files):
       hr = image_io.read_image(path)
       if hr.dtype != np.uint8:
         raise ValueError(f"validation image {str(path)!r} is not 8-bit")
       hr = _center_crop(sampling.to_channels(hr, channels), config.validation_size,
                         config.scale)
-      deg = distribution.sample(np.random.default_rng([config.seed, 7919, index]))
-      lr = np.clip(degradation_lib.degrade(image_io.to_float(hr), deg), 0, 1).astype(np.float32)
-      items.append((path.stem, hr, lr, deg))
-    result[set_name] = items
+      if fixed:
+        degradations = fixed
+      else:
+        degradations = {None: distribution.sample(
+            np.random.default_rng([config.seed, 7919, index]))}
+      for spec, deg in degradations.items():
+        lr = np.clip(degradation_lib.degrade(image_io.to_float(hr), deg), 0,
+                     1).astype(np.float32)
+        key = set_name if spec is None else f"{set_name}/{spec}"
+        items.setdefault(key, []).append((path.stem, hr, lr, deg))
+    result.update(items)
   return result
 
 
@@ -225,6 +258,7 @@ def validate(model, validation: dict, config: MetaTrainConfig) -> dict:
 
 def save_weights(model, path: pathlib.Path) -> None:
   """``model.save_weights`` to a temporary file, then renamed (never half-written)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
   model.save_weights(str(tmp))
   os.replace(tmp, path)
@@ -351,6 +385,8 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
       _write_summaries(writer, iteration, {f"validation/{set_name}/{k}": v
                                            for k, v in scores.items()})
     _append_jsonl(metrics_path, {"iteration": iteration, "validation": last_validation})
+    if config.keep_validated_weights:
+      save_weights(model, workdir / "validated" / f"iteration_{iteration:06d}.weights.h5")
 
   if validation and start == 0:
     run_validation(0)

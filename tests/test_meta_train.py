@@ -85,6 +85,28 @@ def test_validation_reports_bicubic_base_adapted(tmp_path, data_dir):
   assert scores["adapted"] != scores["base"]
 
 
+def test_fixed_validation_degradations_and_kept_weights(tmp_path, data_dir):
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  specs = ("bicubic", "gaussian:2.0,2.0,0")
+  config = _config(tmp_path / "run", data_dir, iterations=2, validate_every=1,
+                   validation=str(data_dir), validation_images=2, validation_size=24,
+                   validation_steps=1, mixture_weights="2,1,1",
+                   validation_degradations=specs, keep_validated_weights=True)
+  result = meta_train.run(config, log=lambda _: None)
+  keys = [f"{data_dir}/{spec}" for spec in specs]
+  assert sorted(result["validation"]) == sorted(keys)
+  bicubic, blurred = (result["validation"][k] for k in keys)
+  # Gaussian sigma 2 with direct subsampling is far blurrier than bicubic.
+  assert blurred["bicubic"] < bicubic["bicubic"] - 1
+  kept = sorted(p.name for p in (tmp_path / "run" / "validated").iterdir())
+  assert kept == [f"iteration_{i:06d}.weights.h5" for i in (0, 1, 2)]
+  # The last kept snapshot is the final model.
+  for (_, x), (_, y) in zip(_weights(tmp_path / "run" / "validated" / kept[-1]),
+                            _weights(tmp_path / "run" / "model.weights.h5")):
+    np.testing.assert_array_equal(x, y)
+
+
 def test_bad_config_raises_with_value(tmp_path, data_dir):
   with pytest.raises(ValueError, match="18"):
     meta_train.run(_config(tmp_path / "x", data_dir, patch=18), log=lambda _: None)
@@ -92,6 +114,14 @@ def test_bad_config_raises_with_value(tmp_path, data_dir):
     meta_train.run(_config(tmp_path / "x", data_dir, order="third"), log=lambda _: None)
   with pytest.raises(ValueError, match="'jax'"):
     meta_train.run(_config(tmp_path / "x", data_dir, backend="jax"), log=lambda _: None)
+  with pytest.raises(ValueError, match="'1,2'"):
+    meta_train.run(_config(tmp_path / "x", data_dir, mixture_weights="1,2"), log=lambda _: None)
+  with pytest.raises(ValueError, match="'bicubic'"):
+    meta_train.run(_config(tmp_path / "x", data_dir, degradation="bicubic",
+                           mixture_weights="1,1,1"), log=lambda _: None)
+  with pytest.raises(ValueError, match="'blur'"):
+    meta_train.run(_config(tmp_path / "x", data_dir, validation_degradations=("blur",)),
+                   log=lambda _: None)
 
 
 def test_tool_bad_input_exits_2(tmp_path):

@@ -1,6 +1,7 @@
 """Tests of MLSR task sampling (mlsr_tf.data.tasks)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,36 @@ def test_mixed_draws_every_kind_and_gaussian_sigmas_in_range():
   for s in range(10):
     sigmas = [float(x) for x in gaussian.sample(np.random.default_rng(s)).name.split("_")[1:3]]
     assert all(0.5 <= x <= 3.0 for x in sigmas)
+
+
+def test_mixture_weights_set_the_kind_frequencies():
+  def kinds(dist, n=600):
+    rng = np.random.default_rng(1)
+    names = [dist.sample(rng).name for _ in range(n)]
+    return [sum(name.startswith(k) for name in names) / n for k in tasks.MIXTURE_KINDS]
+
+  weighted = kinds(tasks.DegradationDistribution("mixed", 2, mixture_weights="2,1,1"))
+  np.testing.assert_allclose(weighted, [0.5, 0.25, 0.25], atol=0.06)
+  only_bicubic = kinds(tasks.DegradationDistribution("mixed", 2, mixture_weights=(1, 0, 0)))
+  assert only_bicubic == [1.0, 0.0, 0.0]
+  # No weights keeps the uniform draw, task for task (old runs replay their tasks).
+  uniform = tasks.DegradationDistribution("mixed", 2)
+  explicit_none = tasks.DegradationDistribution("mixed", 2, mixture_weights="")
+  a, b = np.random.default_rng(3), np.random.default_rng(3)
+  assert [uniform.sample(a).name for _ in range(30)] == [
+      explicit_none.sample(b).name for _ in range(30)]
+  assert tasks.parse_mixture_weights("1,1,2") == (0.25, 0.25, 0.5)
+
+
+@pytest.mark.parametrize("spec", ["1,1", "1,x,1", "-1,1,1", "0,0,0", "1,nan,1"])
+def test_bad_mixture_weights_repeat_the_value(spec):
+  with pytest.raises(ValueError, match=re.escape(repr(spec))):
+    tasks.DegradationDistribution("mixed", 2, mixture_weights=spec)
+
+
+def test_mixture_weights_need_mixed():
+  with pytest.raises(ValueError, match="'gaussian'"):
+    tasks.DegradationDistribution("gaussian", 2, mixture_weights="1,1,1")
 
 
 def test_patches_per_task():

@@ -44,6 +44,9 @@ flags.DEFINE_float("beta", 1e-6, "Outer Adam step size.")
 flags.DEFINE_integer("iterations", 1000, "Total number of meta-iterations.")
 flags.DEFINE_enum("degradation", "mixed", ["bicubic", "random5x5", "gaussian", "mixed"],
                   "Distribution of per-task degradations.")
+flags.DEFINE_string("mixture_weights", None,
+                    "For --degradation mixed: weights of bicubic,random5x5,gaussian, e.g. 2,1,1 "
+                    "(default: uniform).")
 flags.DEFINE_float("sigma_max", 3.0, "Largest Gaussian sigma (gaussian / mixed).")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Meta-gradient order.")
 flags.DEFINE_enum("loss", "l2", ["l2", "l1"], "Pixel loss.")
@@ -55,6 +58,12 @@ flags.DEFINE_integer("validation_images", 0, "Use the first N images of each set
 flags.DEFINE_integer("validation_size", 128,
                      "Centre-crop validation HR to this size (0: whole image).")
 flags.DEFINE_integer("validation_steps", 5, "Adaptation steps at validation.")
+flags.DEFINE_multi_string("validation_degradation", [],
+                          "Validate with this fixed degradation on every image (repeatable; "
+                          "bicubic, gaussian:SX,SY,THETA, .mat/.npy); default: drawn like "
+                          "the training tasks.")
+flags.DEFINE_bool("keep_validated_weights", False,
+                  "Also keep the weights of every validation in WORKDIR/validated/.")
 flags.DEFINE_integer("checkpoint_every", 100, "Checkpoint period (iterations).")
 flags.DEFINE_integer("log_every", 10, "Progress line period (iterations).")
 flags.DEFINE_integer("seed", 0, "Seed of task sampling.")
@@ -76,11 +85,13 @@ def main(argv):
         channels=FLAGS.channels, data=FLAGS.data, data_root=FLAGS.data_root, patch=FLAGS.patch,
         batch=FLAGS.batch, patches_per_task=FLAGS.patches_per_task,
         inner_steps=FLAGS.inner_steps, alpha=FLAGS.alpha, beta=FLAGS.beta,
-        iterations=FLAGS.iterations, degradation=FLAGS.degradation, sigma_max=FLAGS.sigma_max,
-        order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
+        iterations=FLAGS.iterations, degradation=FLAGS.degradation,
+        mixture_weights=FLAGS.mixture_weights, sigma_max=FLAGS.sigma_max, order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         validation_images=FLAGS.validation_images, validation_size=FLAGS.validation_size,
-        validation_steps=FLAGS.validation_steps, checkpoint_every=FLAGS.checkpoint_every,
+        validation_steps=FLAGS.validation_steps,
+        validation_degradations=tuple(FLAGS.validation_degradation),
+        keep_validated_weights=FLAGS.keep_validated_weights, checkpoint_every=FLAGS.checkpoint_every,
         log_every=FLAGS.log_every, seed=FLAGS.seed, backend=backend,
         jit_compile=FLAGS.jit_compile)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))

@@ -10,7 +10,7 @@ degradation ``d`` is drawn per task from a :class:`DegradationDistribution`:
 * ``gaussian``: isotropic or anisotropic Gaussian blur (half each), sigma uniform in
   ``sigma_range`` (default 0.2..3.0 HR pixels), rotation uniform in [0, pi), then
   subsampling;
-* ``mixed``: one of the three above, uniformly.
+* ``mixed``: one of the three above, uniformly or with ``mixture_weights``.
 
 Everything is NumPy (importable without TensorFlow: the JAX machines have none) and a
 pure function of ``(seed, iteration)``: a resumed run replays exactly the tasks of an
@@ -33,6 +33,29 @@ from mlsr_tf.data import sampling
 
 DEGRADATION_KINDS = ("bicubic", "random5x5", "gaussian", "mixed")
 DEFAULT_SIGMA_RANGE = (0.2, 3.0)
+MIXTURE_KINDS = ("bicubic", "random5x5", "gaussian")
+
+
+def parse_mixture_weights(spec) -> tuple[float, float, float] | None:
+  """``"2,1,1"`` (or a sequence) -> normalised (bicubic, random5x5, gaussian) weights.
+
+  ``None`` or ``""`` means uniform (returned as ``None``).  Raises ValueError, repeating
+  the value, unless there are three finite non-negative numbers with a positive sum.
+  """
+  if spec is None or (isinstance(spec, str) and not spec.strip()):
+    return None
+  try:
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    values = [float(v) for v in parts]
+  except (TypeError, ValueError):
+    raise ValueError(f"mixture weights must be three numbers for {MIXTURE_KINDS}, "
+                     f"got {spec!r}") from None
+  if (len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values)
+      or sum(values) <= 0):
+    raise ValueError(f"mixture weights must be three non-negative numbers with a positive "
+                     f"sum, for {MIXTURE_KINDS}, got {spec!r}")
+  total = sum(values)
+  return tuple(v / total for v in values)
 
 
 class DegradationDistribution:
@@ -44,12 +67,18 @@ class DegradationDistribution:
     split: kernel split for ``random5x5`` ("train", "validation", "test").
     kernel_seed: seed of the 40k random-kernel pool (``kernel_split``).
     sigma_range: Gaussian sigma range (HR pixels).
+    mixture_weights: for ``mixed``, the probabilities of (bicubic, random5x5, gaussian)
+      in any form :func:`parse_mixture_weights` reads; None: uniform.
   """
 
   def __init__(self, kind: str, scale: int, split: str = "train", kernel_seed: int = 0,
-               sigma_range: Sequence[float] = DEFAULT_SIGMA_RANGE):
+               sigma_range: Sequence[float] = DEFAULT_SIGMA_RANGE, mixture_weights=None):
     if kind not in DEGRADATION_KINDS:
       raise ValueError(f"unknown degradation {kind!r}; expected one of {DEGRADATION_KINDS}")
+    self.mixture_weights = parse_mixture_weights(mixture_weights)
+    if self.mixture_weights is not None and kind != "mixed":
+      raise ValueError(f"mixture_weights {mixture_weights!r} only apply to kind 'mixed', "
+                       f"got kind {kind!r}")
     low, high = (float(s) for s in sigma_range)
     if not 0 < low <= high:
       raise ValueError(f"sigma_range must satisfy 0 < low <= high, got {tuple(sigma_range)!r}")
@@ -67,7 +96,10 @@ class DegradationDistribution:
   def sample(self, rng: np.random.Generator) -> degradation_lib.Degradation:
     kind = self.kind
     if kind == "mixed":
-      kind = ("bicubic", "random5x5", "gaussian")[int(rng.integers(0, 3))]
+      if self.mixture_weights is None:  # Kept as is: uniform runs replay their old tasks.
+        kind = MIXTURE_KINDS[int(rng.integers(0, 3))]
+      else:
+        kind = MIXTURE_KINDS[int(rng.choice(3, p=self.mixture_weights))]
     if kind == "bicubic":
       return degradation_lib.bicubic(self.scale)
     if kind == "random5x5":
