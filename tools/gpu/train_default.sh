@@ -12,17 +12,7 @@
 set -uo pipefail
 pretrain_seconds=${1:-400}
 meta_seconds=${2:-130}
-out=${OUT:-/tmp/out}
-mkdir -p "$out"
-if [ -d .whl ] && [ -z "${SKIP_WHL:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export KERAS_BACKEND=jax MLSR_DATA="$PWD/.gpu/data" PYTHONUNBUFFERED=1
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
-nvidia-smi -L 2>/dev/null
-python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
+source "$(dirname "$0")/setup_env.sh"
 work=${WORK:-/tmp/work}; mkdir -p "$work"
 python3 tools/train.py --backend jax --model idn --data train291 --patch 96 \
   --batch "${BATCH:-64}" --iterations 200000 --learning_rate 5e-4 \
