@@ -135,6 +135,18 @@ def test_tool_bad_input_exits_2(tmp_path):
   assert last.startswith("error:") and "missing" in last
 
 
+def test_tool_bad_mixture_weights_exit_2_with_the_value(tmp_path, data_dir):
+  done = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model", "tiny",
+       "--data", str(data_dir), "--workdir", str(tmp_path / "w"), "--iterations", "1",
+       "--patch", "16", "--mixture_weights", "1,2"],
+      capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 2, done.stderr[-2000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error:") and "'1,2'" in last
+  assert not (tmp_path / "w" / "model.weights.h5").exists()
+
+
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_weights(
     tmp_path, data_dir):
   """A step size that blows the inner loop up must not overwrite good weights with NaNs."""
