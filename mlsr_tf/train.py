@@ -41,6 +41,9 @@ from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import sampling
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
 @dataclasses.dataclass
 class TrainConfig:
   """Everything that defines a supervised training run (the flags of ``tools/train.py``)."""
@@ -67,6 +70,10 @@ class TrainConfig:
   log_every: int = 100
   seed: int = 0
   jit_compile: bool = True
+  # Keras dtype policy of the layers: float32, or mixed_float16 (GPU; compile() wraps Adam in
+  # a dynamic LossScaleOptimizer, whose scale restarts on resume) / mixed_bfloat16 (compute in
+  # 16 bits); variables and saved weights stay float32 either way.
+  precision: str = "float32"
   max_seconds: Optional[float] = None    # stop (after a checkpoint) once this much time passed
   # With max_seconds: after two log periods, measure the speed and shorten `iterations` (and
   # the cosine schedule) so that the run *finishes* its schedule within max_seconds.
@@ -89,6 +96,8 @@ class TrainConfig:
       raise ValueError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
     if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
       raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+    if self.precision not in PRECISIONS:
+      raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 # ----------------------------------------------------------------------------- data
@@ -183,10 +192,20 @@ def validate_psnr(model, scale: int, channels: int, names, root) -> dict:
 
 
 def build(config: TrainConfig):
-  """Builds the model (and loads initial weights) for ``config``."""
+  """Builds the model (and loads initial weights) for ``config``.
+
+  Layers take ``config.precision`` as their dtype policy; the global policy is restored
+  afterwards (the weights stay float32, so the saved files do not depend on it).
+  """
+  import keras  # pylint: disable=g-import-not-at-top
   from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
-  model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
-                               **config.model_kwargs)
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(config.precision)
+  try:
+    model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
+                                 **config.model_kwargs)
+  finally:
+    keras.config.set_dtype_policy(previous)
   if config.weights:
     from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
     models_io.load_weights_into(model, config.weights)

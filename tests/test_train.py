@@ -92,6 +92,32 @@ def test_training_lowers_the_loss_and_resume_equals_uninterrupted_run(image_fold
   assert [json.loads(line)["iteration"] for line in lines] == [2, 4]
 
 
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_float32_weights_and_resumes(image_folder, tmp_path, precision):
+  before = keras.config.dtype_policy().name
+  result = train.run(_config(image_folder, tmp_path / "m", precision=precision, iterations=2,
+                             learning_rate=1e-2), log=lambda _: None)
+  assert keras.config.dtype_policy().name == before  # The global policy is restored.
+  assert all(np.isfinite(event["loss"]) for event in result["history"])
+  # Saved weights are float32 and load into the ordinary (float32) model, changed by training.
+  model = registry.build_model("tiny", scale=2, channels=3)
+  model.load_weights(str(tmp_path / "m" / "model.weights.h5"))
+  keras.utils.set_random_seed(0)  # The initial weights of the run (config seed 0).
+  initial = registry.build_model("tiny", scale=2, channels=3)
+  assert all(w.dtype == np.float32 for w in model.get_weights())
+  assert any(not np.allclose(a, b) for a, b in zip(model.get_weights(), initial.get_weights()))
+  # Resuming the mixed-precision checkpoint continues from iteration 2 (Adam state restored;
+  # a float16 loss scale restarts from its initial value).
+  again = train.run(_config(image_folder, tmp_path / "m", precision=precision, iterations=4,
+                            learning_rate=1e-2), log=lambda _: None)
+  assert again["iteration"] == 4
+
+
+def test_precision_is_validated():
+  with pytest.raises(ValueError, match="'float8'"):
+    train.TrainConfig(precision="float8").validate()
+
+
 def test_checkpoint_round_trip_and_atomic_replacement(tmp_path):
   model = registry.build_model("tiny", scale=2, channels=3)
   optimizer = keras.optimizers.Adam(1e-3)

@@ -45,6 +45,9 @@ flags.DEFINE_string("validation", "Set5", "Comma-separated validation sets.")
 flags.DEFINE_integer("log_every", 100, "Progress line period (iterations).")
 flags.DEFINE_integer("seed", 0, "Seed of data sampling.")
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+                  "Layer dtype policy: mixed_float16 on GPUs (with loss scaling), "
+                  "mixed_bfloat16 on GPUs/TPUs that have it; weights stay float32.")
 flags.DEFINE_float("max_seconds", None, "Stop cleanly after this many seconds.")
 flags.DEFINE_bool("fit_iterations_to_time", False,
                   "With --max_seconds: measure the speed early and shorten --iterations (and "
@@ -68,6 +71,7 @@ def main(argv):
         workdir=FLAGS.workdir, checkpoint_every=FLAGS.checkpoint_every,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         log_every=FLAGS.log_every, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
+        precision=FLAGS.precision,
         max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time)
     result = train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:

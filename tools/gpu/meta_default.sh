@@ -10,6 +10,7 @@
 # chosen afterwards; they come back in one tar file (the device tool returns few files).
 # Environment overrides (defaults = the paper's beta, a bicubic-heavy mixture):
 #   ALPHA=1.0 BETA=1e-6 MIXTURE=2,1,1 PATCH=128 META_BATCH=8 VALIDATE_EVERY=500
+#   PRECISION=float32 (kernel stage; mixed_bfloat16 on H100/H200)
 set -uo pipefail
 meta_seconds=${1:-300}
 kernel_seconds=${2:-0}
@@ -22,6 +23,7 @@ if [ "$kernel_seconds" -gt 0 ]; then
     --learning_rate 1e-4 --pool_size "${POOL_SIZE:-60000}" --workers 14 \
     --workdir "$work/kernel" --checkpoint_every 2000 --validate_every 1000000 \
     --log_every "${LOG_EVERY:-500}" --max_seconds "$kernel_seconds" --fit_iterations_to_time \
+    --precision "${PRECISION:-float32}" \
     2>&1 | tee "$out/kernel.log"
   cp "$work/kernel/model.weights.h5" "$out/idn_kernel.weights.h5"
   start="$work/kernel/model.weights.h5"
