@@ -19,7 +19,7 @@ python3 tools/train.py --backend jax --model idn --data train291 --patch 96 \
   --pool_size "${POOL_SIZE:-60000}" --workers 14 --workdir "$work/pretrain" \
   --checkpoint_every 2000 --validate_every 5000 --log_every "${LOG_EVERY:-500}" \
   --max_seconds "$pretrain_seconds" --fit_iterations_to_time \
-    --precision "${PRECISION:-float32}" 2>&1 | tee "$out/pretrain.log"
+  --precision "${PRECISION:-float32}" 2>&1 | tee "$out/pretrain.log"
 cp "$work/pretrain/model.weights.h5" "$out/idn_pretrained.weights.h5"
 cp "$work/pretrain/log.jsonl" "$out/pretrain_log.jsonl"
 if [ "$meta_seconds" -gt 0 ]; then
