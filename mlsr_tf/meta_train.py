@@ -113,10 +113,7 @@ class MetaTrainConfig:
     if self.degradation not in tasks.DEGRADATION_KINDS:
       raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
                        f"{tasks.DEGRADATION_KINDS}")
-    tasks.parse_mixture_weights(self.mixture_weights)
-    if self.mixture_weights and self.degradation != "mixed":
-      raise ValueError(f"mixture_weights {self.mixture_weights!r} need degradation 'mixed', "
-                       f"got {self.degradation!r}")
+    tasks.parse_mixture_weights(self.mixture_weights, self.degradation)
     if isinstance(self.validation_degradations, str):
       raise ValueError("validation_degradations must be a sequence of specs, got the string "
                        f"{self.validation_degradations!r}")

@@ -86,12 +86,14 @@ def main(argv):
         batch=FLAGS.batch, patches_per_task=FLAGS.patches_per_task,
         inner_steps=FLAGS.inner_steps, alpha=FLAGS.alpha, beta=FLAGS.beta,
         iterations=FLAGS.iterations, degradation=FLAGS.degradation,
-        mixture_weights=FLAGS.mixture_weights, sigma_max=FLAGS.sigma_max, order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
+        mixture_weights=FLAGS.mixture_weights, sigma_max=FLAGS.sigma_max,
+        order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         validation_images=FLAGS.validation_images, validation_size=FLAGS.validation_size,
         validation_steps=FLAGS.validation_steps,
         validation_degradations=tuple(FLAGS.validation_degradation),
-        keep_validated_weights=FLAGS.keep_validated_weights, checkpoint_every=FLAGS.checkpoint_every,
+        keep_validated_weights=FLAGS.keep_validated_weights,
+        checkpoint_every=FLAGS.checkpoint_every,
         log_every=FLAGS.log_every, seed=FLAGS.seed, backend=backend,
         jit_compile=FLAGS.jit_compile)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))

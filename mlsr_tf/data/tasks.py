@@ -36,14 +36,18 @@ DEFAULT_SIGMA_RANGE = (0.2, 3.0)
 MIXTURE_KINDS = ("bicubic", "random5x5", "gaussian")
 
 
-def parse_mixture_weights(spec) -> tuple[float, float, float] | None:
+def parse_mixture_weights(spec, kind: str = "mixed") -> tuple[float, float, float] | None:
   """``"2,1,1"`` (or a sequence) -> normalised (bicubic, random5x5, gaussian) weights.
 
   ``None`` or ``""`` means uniform (returned as ``None``).  Raises ValueError, repeating
-  the value, unless there are three finite non-negative numbers with a positive sum.
+  the value, unless there are three finite non-negative numbers with a positive sum, and
+  when weights are given for a ``kind`` other than ``mixed``.
   """
   if spec is None or (isinstance(spec, str) and not spec.strip()):
     return None
+  if kind != "mixed":
+    raise ValueError(f"mixture weights {spec!r} only apply to degradation 'mixed', "
+                     f"got {kind!r}")
   try:
     parts = spec.split(",") if isinstance(spec, str) else list(spec)
     values = [float(v) for v in parts]
@@ -75,10 +79,7 @@ class DegradationDistribution:
                sigma_range: Sequence[float] = DEFAULT_SIGMA_RANGE, mixture_weights=None):
     if kind not in DEGRADATION_KINDS:
       raise ValueError(f"unknown degradation {kind!r}; expected one of {DEGRADATION_KINDS}")
-    self.mixture_weights = parse_mixture_weights(mixture_weights)
-    if self.mixture_weights is not None and kind != "mixed":
-      raise ValueError(f"mixture_weights {mixture_weights!r} only apply to kind 'mixed', "
-                       f"got kind {kind!r}")
+    self.mixture_weights = parse_mixture_weights(mixture_weights, kind)
     low, high = (float(s) for s in sigma_range)
     if not 0 < low <= high:
       raise ValueError(f"sigma_range must satisfy 0 < low <= high, got {tuple(sigma_range)!r}")
