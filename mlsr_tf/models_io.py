@@ -114,15 +114,17 @@ def load_weights_into(model, path: str | os.PathLike,
 
 
 def build_and_load(name: str, weights_path: str | os.PathLike | None, scale: int = 2,
-                   channels: int | None = None, **model_kwargs):
+                   channels: int | None = None, precision: str = "float32", **model_kwargs):
   """Builds registered model `name` and loads `weights_path` (any format) into it.
 
-  `weights_path=None` returns the freshly initialised model.
+  `weights_path=None` returns the freshly initialised model.  `precision`: see
+  `registry.build_model` (the weights load the same under every precision).
 
   Raises:
     ValueError: unknown model, bad arguments, or weights that do not fit.
   """
-  model = registry.build_model(name, scale=scale, channels=channels, **model_kwargs)
+  model = registry.build_model(name, scale=scale, channels=channels, precision=precision,
+                               **model_kwargs)
   if weights_path is not None:
     load_weights_into(model, weights_path)
   return model

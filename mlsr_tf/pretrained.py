@@ -77,11 +77,13 @@ def sha256_of(path) -> str:
   return digest.hexdigest()
 
 
-def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True):
+def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True,
+               precision: str = "float32"):
   """Builds the shipped model and loads its weights; returns ``(model, spec)``.
 
   With ``verify``, the weights' sha256 must match the spec (a corrupt or swapped file is an
-  error, not a silently different model).
+  error, not a silently different model).  ``precision``: the layers' dtype policy (see
+  ``mlsr_tf.models.registry.PRECISIONS``).
   """
   from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
   spec = load_spec(name_or_path)
@@ -90,7 +92,7 @@ def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True):
   if verify and spec.sha256 and sha256_of(spec.weights) != spec.sha256:
     raise ValueError(f"pretrained weights {spec.weights} do not match the sha256 in their spec")
   model = registry.build_model(spec.model, scale=spec.scale, channels=spec.channels,
-                               **spec.model_kwargs)
+                               precision=precision, **spec.model_kwargs)
   model.load_weights(str(spec.weights))
   return model, spec
 

@@ -1,4 +1,4 @@
-"""Tests for mlsr_tf.evaluate: scoring, columns, reports, configured runs."""
+"""Tests for mlsr_tf.evaluation.evaluate: scoring, columns, reports, configured runs."""
 
 import dataclasses
 import io
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mlsr_tf import evaluate as evaluate_lib
+from mlsr_tf.evaluation import evaluate as evaluate_lib
 from mlsr_tf import metrics
 from mlsr_tf import paths
 from mlsr_tf.data import image_io

@@ -1,4 +1,4 @@
-"""Tests of the SavedModel export (tools/export_savedmodel.py, mlsr_tf.export), tiny model."""
+"""Tests of the SavedModel export (tools/export_savedmodel.py, mlsr_tf.serving.export), tiny model."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlsr_tf import export
+from mlsr_tf.serving import export
 from mlsr_tf import paths
 from mlsr_tf.data import degradation as deg
 from mlsr_tf.meta import adaptation

@@ -224,3 +224,101 @@ def test_jax_backend_matches_tensorflow(tmp_path):
     jax_theta = np.load(tmp_path / f"jax_{order}.npz")
     for i, t in enumerate(results[order][1]):
       np.testing.assert_allclose(jax_theta[f"arr_{i}"], t, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+def _objective_value(apply_fn, theta, task, alphas, weights, log_scales=None):
+  """sum_t w_t L(f_theta_t(LR), HR) by plain unrolling (float64 reference)."""
+  count = len(theta)
+  if log_scales is not None:
+    matrix = np.asarray(alphas)[:, None] * np.exp(log_scales)
+    rows = [[tf.constant(matrix[s, j]) for j in range(count)] for s in range(len(alphas))]
+  else:
+    rows = alphas
+  point, total = list(theta), 0.0
+  for t, weight in enumerate(weights):
+    if weight:
+      total += weight * float(maml.pixel_loss(apply_fn(point, task["lr"]), task["hr"]))
+    if t < len(rows):
+      point, _ = maml.sgd_step(B, apply_fn, point, task["lr_down"], task["lr"], rows[t])
+  return total
+
+
+def test_anchor_and_multi_step_weights_first_order():
+  """First order: the gradient of sum_t w_t L_t is sum_t w_t (grad L)(theta_t)."""
+  model = testing.tiny_sr_net(dtype="float64")
+  apply_fn = maml.make_apply_fn(model)
+  task = _as_tf(_task(np.random.default_rng(7)))
+  theta = _theta(model)
+  alphas, weights = [0.5, 0.3], (0.7, 0.2, 1.0)
+  loss, grads, _ = maml.task_meta_gradient(B, apply_fn, theta, task["lr_down"], task["lr"],
+                                           task["hr"], alphas, "first", query_weights=weights)
+  assert float(loss) == pytest.approx(_objective_value(apply_fn, theta, task, alphas, weights),
+                                      rel=1e-12)
+  expected = [tf.zeros_like(t) for t in theta]
+  point = theta
+  for t, weight in enumerate(weights):
+    _, g = B.value_and_grad(lambda p: maml.pixel_loss(apply_fn(p, task["lr"]), task["hr"]),
+                            point)
+    expected = [e + weight * gi for e, gi in zip(expected, g)]
+    if t < len(alphas):
+      point, _ = maml.sgd_step(B, apply_fn, point, task["lr_down"], task["lr"], alphas[t])
+  for g, e in zip(grads, expected):
+    np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-9, atol=1e-14)
+  with pytest.raises(ValueError, match="3 entries"):
+    maml.task_meta_gradient(B, apply_fn, theta, task["lr_down"], task["lr"], task["hr"],
+                            alphas, query_weights=(1.0, 1.0))
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_learned_step_size_gradient(order):
+  """d objective / d log_scale: exact for second order (finite differences); for k = 1 the
+  first-order value is exact too (the only inner gradient does not depend on alpha)."""
+  model = testing.tiny_sr_net(dtype="float64")
+  apply_fn = maml.make_apply_fn(model)
+  task = _as_tf(_task(np.random.default_rng(8)))
+  theta = _theta(model)
+  alphas = [0.5] if order == "first" else [0.5, 0.4]
+  weights = (0.3,) + (0.0,) * (len(alphas) - 1) + (1.0,)
+  rng = np.random.default_rng(9)
+  log_scales = rng.normal(0, 0.3, (len(alphas), len(theta)))
+  loss, grads, _ = maml.task_meta_gradient(
+      B, apply_fn, theta, task["lr_down"], task["lr"], task["hr"], alphas, order,
+      query_weights=weights, log_scales=tf.constant(log_scales))
+  assert len(grads) == len(theta) + 1 and tuple(grads[-1].shape) == log_scales.shape
+  assert float(loss) == pytest.approx(
+      _objective_value(apply_fn, theta, task, alphas, weights, log_scales), rel=1e-10)
+  eps = 1e-6
+  for _ in range(3):
+    direction = rng.standard_normal(log_scales.shape)
+    numeric = (_objective_value(apply_fn, theta, task, alphas, weights,
+                                log_scales + eps * direction)
+               - _objective_value(apply_fn, theta, task, alphas, weights,
+                                  log_scales - eps * direction)) / (2 * eps)
+    analytic = float(np.sum(grads[-1].numpy() * direction))
+    assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-12)
+
+
+def test_meta_trainer_with_learned_step_sizes_equals_pure_step_and_restores():
+  model = testing.tiny_sr_net()
+  batch = _task(np.random.default_rng(10), dtype=np.float32, tasks=2)
+  batch = {k: v[:, 0] for k, v in batch.items()}
+  objective = maml.MetaObjective((0.5, 0.0, 1.0), learn_step_sizes=True,
+                                 step_size_learning_rate=0.05)
+  trainer = backend_tf.MetaTrainer(model, [0.5, 0.5], beta=1e-3, objective=objective)
+  start = _theta(model) + [tf.zeros((2, len(model.trainable_variables)))]
+  metrics = trainer.step(batch)
+  params, _, pure = maml.meta_train_step(B, maml.make_apply_fn(model), start,
+                                         maml.adam_init(start), _as_tf(batch), [0.5, 0.5],
+                                         1e-3, "first", objective=objective)
+  for a, b in zip(trainer.theta_numpy(), params[:-1]):
+    np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(trainer.step_sizes(), 0.5 * np.exp(params[-1].numpy()), rtol=1e-5)
+  assert not np.allclose(trainer.step_sizes(), 0.5)  # They moved (by about 0.05 in log).
+  assert metrics["meta_loss"] == pytest.approx(float(pure["meta_loss"]), rel=1e-5)
+  state = trainer.get_state()
+  again = backend_tf.MetaTrainer(testing.tiny_sr_net(), [0.5, 0.5], 1e-3, objective=objective)
+  again.set_state(state)
+  np.testing.assert_allclose(again.step_sizes(), trainer.step_sizes(), rtol=1e-6)

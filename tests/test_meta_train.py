@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mlsr_tf import meta_train
+from mlsr_tf.training import meta_train
 from mlsr_tf.data import image_io
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -384,3 +384,88 @@ def test_jax_saved_weights_load_into_tf_model(tmp_path):
     np.testing.assert_allclose(model(x).numpy(),
                                np.load(tmp_path / f"{name}_y.npy"), atol=1e-5,
                                err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# Fast grouped convolutions and LeakyReLU (issue 11): same weights, same numbers.
+
+
+def _keras_reference_layers(monkeypatch):
+  """Makes the builders use Keras' own Conv2D(groups=...) and LeakyReLU layers."""
+  monkeypatch.setattr(blocks, "Conv2D", keras.layers.Conv2D)
+  monkeypatch.setattr(blocks, "LeakyReLU", keras.layers.LeakyReLU)
+
+
+def test_grouped_conv_outputs_and_gradients_equal_keras_grouped_conv():
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(size=(2, 9, 7, 12)).astype(np.float32))
+  fast = blocks.conv(8, "fast", groups=4)
+  reference = keras.layers.Conv2D(8, 3, padding="same", groups=4, name="reference")
+  fast.build(x.shape)
+  reference.build(x.shape)
+  assert isinstance(fast, blocks.Conv2D) and fast.kernel.shape == (3, 3, 3, 8)
+  reference.set_weights([rng.normal(size=(3, 3, 3, 8)).astype(np.float32),
+                         rng.normal(size=(8,)).astype(np.float32)])
+  fast.set_weights(reference.get_weights())
+  upstream = tf.constant(rng.normal(size=(2, 9, 7, 8)).astype(np.float32))
+  results = []
+  for layer in (fast, reference):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+      loss = tf.reduce_sum(y * upstream)
+    results.append([y] + tape.gradient(loss, [x, layer.kernel, layer.bias]))
+  for a, b in zip(*results):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_leaky_relu_equals_keras_leaky_relu_with_gradient():
+  x = tf.constant(np.linspace(-3, 3, 61, dtype=np.float32))
+  for layer in (blocks.get_activation("leaky_relu", 0.05),
+                keras.layers.LeakyReLU(negative_slope=0.05)):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+      loss = tf.reduce_sum(y * x)
+    grad = tape.gradient(loss, x)
+    if isinstance(layer, blocks.LeakyReLU):
+      fast = (y.numpy(), grad.numpy())
+  np.testing.assert_allclose(fast[0], y.numpy(), rtol=1e-6)
+  np.testing.assert_allclose(fast[1], grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["idn", "idn_caffe"])
+def test_idn_weight_files_are_interchangeable_with_keras_grouped_layers(
+    name, tmp_path, monkeypatch):
+  """Weights saved by the Keras-layer IDN (the layout shipped before issue 11) load into
+  the fast IDN unchanged, and both compute the same image."""
+  fast = build_model(name, **SMALL_CONFIGS[name])
+  with monkeypatch.context() as patch:
+    _keras_reference_layers(patch)
+    reference = build_model(name, **SMALL_CONFIGS[name])
+  assert not any(isinstance(l, blocks.Conv2D) for l in reference.layers)
+  rng = np.random.default_rng(1)
+  reference.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32)
+                         for w in reference.get_weights()])
+  path = str(tmp_path / "reference.weights.h5")
+  reference.save_weights(path)
+  fast.load_weights(path)
+  x = _rand(1, 11, 13, fast.input_shape[-1])
+  np.testing.assert_allclose(fast(x).numpy(), reference(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_bfloat16_keeps_float32_weights_and_output():
+  model = build_model("idn", precision="mixed_bfloat16", **SMALL_CONFIGS["idn"])
+  assert all(w.dtype == "float32" for w in model.weights)
+  assert model.get_layer("distill_0_conv1").compute_dtype == "bfloat16"
+  assert model.get_layer("sr").compute_dtype == "float32"  # The image itself stays fp32.
+  reference = build_model("idn", **SMALL_CONFIGS["idn"])
+  reference.set_weights(model.get_weights())
+  x = _rand(1, 12, 12, 3)
+  out = model(x)
+  assert out.dtype == "float32"
+  # bfloat16 features: close to float32 but not equal.
+  difference = np.abs(out.numpy() - reference(x).numpy())
+  assert 0 < difference.max() < 0.05
+  with pytest.raises(ValueError, match="'float8'"):
+    build_model("idn", precision="float8")

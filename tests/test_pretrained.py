@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from mlsr_tf import evaluate as evaluate_lib
+from mlsr_tf.evaluation import evaluate as evaluate_lib
 from mlsr_tf import paths
 from mlsr_tf import pretrained
 from mlsr_tf.data import datasets

@@ -1,4 +1,4 @@
-"""Tests for mlsr_tf.reproduce: configs, writers, a tiny end-to-end table, the tool."""
+"""Tests for mlsr_tf.evaluation.reproduce: configs, writers, a tiny end-to-end table, the tool."""
 
 import csv
 import dataclasses
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlsr_tf import paths
-from mlsr_tf import reproduce
+from mlsr_tf.evaluation import reproduce
 from mlsr_tf.data import image_io
 from mlsr_tf.data import synthetic
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mlsr_tf import export
+from mlsr_tf.serving import export
 from mlsr_tf import paths
-from mlsr_tf import serving
+from mlsr_tf.serving import rest_client
 from mlsr_tf.data import degradation as deg
 from mlsr_tf.data import image_io
 from mlsr_tf.models import registry
@@ -55,7 +55,7 @@ def fixture_image():
 
 
 def test_serving_default_request(loaded, image):
-  request = serving.build_predict_request(image)
+  request = rest_client.build_predict_request(image)
   assert request["signature_name"] == "serving_default"
   json.dumps(request)  # Serialisable.
   sr = _predict(loaded, request)
@@ -65,7 +65,7 @@ def test_serving_default_request(loaded, image):
 
 
 def test_adapt_request_bicubic_and_kernel(loaded, image, tmp_path):
-  request = serving.build_predict_request(image, "adapt", steps=2, learning_rate=0.1)
+  request = rest_client.build_predict_request(image, "adapt", steps=2, learning_rate=0.1)
   assert request["inputs"]["kernel"] == [[]]
   lr = tf.constant(image[None].astype(np.float32) / 255.0)
   direct = loaded.signatures["adapt"](lr=lr, steps=tf.constant(2), learning_rate=tf.constant(
@@ -73,7 +73,7 @@ def test_adapt_request_bicubic_and_kernel(loaded, image, tmp_path):
   np.testing.assert_allclose(_predict(loaded, request), direct, atol=1e-6)
   kernel = deg.gaussian_kernel(5, 1.0, 0.6, 0.4)
   np.save(tmp_path / "k.npy", 3.0 * kernel)  # Normalised on the way.
-  request = serving.build_predict_request(image, "adapt", steps=2, learning_rate=0.1,
+  request = rest_client.build_predict_request(image, "adapt", steps=2, learning_rate=0.1,
                                           kernel=str(tmp_path / "k.npy"))
   np.testing.assert_allclose(request["inputs"]["kernel"], kernel, atol=1e-7)
   with_kernel = loaded.signatures["adapt"](lr=lr, steps=tf.constant(2), learning_rate=tf.constant(
@@ -84,9 +84,9 @@ def test_adapt_request_bicubic_and_kernel(loaded, image, tmp_path):
 
 def test_uint8_request_values():
   image = np.array([[[0, 128, 255]]], np.uint8)
-  assert serving.build_predict_request(image, input_dtype="uint8")["inputs"]["lr"] == [
+  assert rest_client.build_predict_request(image, input_dtype="uint8")["inputs"]["lr"] == [
       [[[0, 128, 255]]]]
-  request = serving.build_predict_request(image.astype(np.uint16) * 257)
+  request = rest_client.build_predict_request(image.astype(np.uint16) * 257)
   np.testing.assert_allclose(request["inputs"]["lr"], [[[[0, 128 / 255, 1]]]], atol=1e-7)
 
 
@@ -100,19 +100,19 @@ def test_uint8_request_values():
 ])
 def test_bad_requests(image, kwargs, pattern):
   with pytest.raises(ValueError, match=pattern):
-    serving.build_predict_request(image, **kwargs)
+    rest_client.build_predict_request(image, **kwargs)
 
 
 def test_parse_predict_response():
   body = {"outputs": [[[[0.0, 0.5, 1.2]]]]}
-  np.testing.assert_array_equal(serving.parse_predict_response(body), [[[0, 128, 255]]])
+  np.testing.assert_array_equal(rest_client.parse_predict_response(body), [[[0, 128, 255]]])
   np.testing.assert_array_equal(
-      serving.parse_predict_response({"outputs": {"sr": [[[[0, 128, 255]]]]}}, np.uint16),
+      rest_client.parse_predict_response({"outputs": {"sr": [[[[0, 128, 255]]]]}}, np.uint16),
       [[[0, 32896, 65535]]])
   with pytest.raises(ValueError, match="not a TF Serving"):
-    serving.parse_predict_response({"error": "bad"})
+    rest_client.parse_predict_response({"error": "bad"})
   with pytest.raises(ValueError, match="shape"):
-    serving.parse_predict_response({"outputs": [[0.5]]})
+    rest_client.parse_predict_response({"outputs": [[0.5]]})
 
 
 class _FakeServing(http.server.BaseHTTPRequestHandler):
@@ -159,8 +159,8 @@ def test_client_tool_against_emulated_server(loaded, image, tmp_path):
     assert proc.returncode == 0, proc.stderr
     sr = image_io.read_image(tmp_path / "sr.png")
     assert sr.shape == (24, 28, 4) and np.all(sr[:, :, 3] == 200)
-    expected = serving.parse_predict_response({"outputs": _predict(
-        loaded, serving.build_predict_request(image, "adapt", 2, 0.1)).tolist()})
+    expected = rest_client.parse_predict_response({"outputs": _predict(
+        loaded, rest_client.build_predict_request(image, "adapt", 2, 0.1)).tolist()})
     np.testing.assert_array_equal(sr[:, :, :3], expected)
     # Server-side failure: one line, exit 2, no output.
     proc = _client("--input", str(tmp_path / "lr.png"), "--output", str(tmp_path / "x.png"),

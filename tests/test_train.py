@@ -1,4 +1,4 @@
-"""Tests for mlsr_tf.train (supervised pretraining) and mlsr_tf.checkpoint."""
+"""Tests for mlsr_tf.training.train (supervised pretraining) and mlsr_tf.training.checkpoint."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from mlsr_tf import checkpoint
-from mlsr_tf import train
+from mlsr_tf.training import checkpoint
+from mlsr_tf.training import train
 from mlsr_tf.data import image_io
 from mlsr_tf.data import sampling
 from mlsr_tf.data import synthetic

@@ -1,4 +1,4 @@
-"""Tests for mlsr_tf.zssr: augmentation, LR policy, training reduces the loss, the tool."""
+"""Tests for mlsr_tf.evaluation.zssr: augmentation, LR policy, training reduces the loss, the tool."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlsr_tf import paths
-from mlsr_tf import zssr
+from mlsr_tf.evaluation import zssr
 from mlsr_tf.data import degradation
 from mlsr_tf.data import image_io
 from mlsr_tf.data import synthetic

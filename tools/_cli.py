@@ -4,8 +4,19 @@
 flag errors (exit code 1) into the project's convention: one ``error: ...``
 line on stderr and exit code 2.  ``fail(message)`` does the same for errors
 found later.
+
+Importing this module (every tool does, before anything that imports TensorFlow) keeps
+TensorFlow's C++ start-up chatter off the user's terminal: oneDNN notices, CUDA probing
+on a CPU-only machine, grappler's "remapper failed".  Those lines are written by C++
+straight to file descriptor 2 before Python's logging exists, so they are silenced at the
+descriptor while ``tensorflow`` is imported, and TF's later C++ log lines are limited to
+fatal ones (``TF_CPP_MIN_LOG_LEVEL=3``).  Python errors and tracebacks are unaffected.
+Set ``MLSR_TF_VERBOSE=1`` to see everything (e.g. to debug a GPU set-up).
 """
 
+import contextlib
+import importlib.abc
+import os
 import sys
 
 from absl import flags
@@ -27,3 +38,60 @@ def parse_flags_or_exit(argv):
   if len(rest) > 1:
     fail(f"unexpected arguments {rest[1:]}")
   return rest
+
+
+@contextlib.contextmanager
+def _stderr_descriptor_silenced():
+  """Points file descriptor 2 at /dev/null inside the block (C++ writes go there too)."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "wb") as devnull:
+      os.dup2(devnull.fileno(), 2)
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+class _QuietLoader(importlib.abc.Loader):
+  """Runs the real loader of ``tensorflow`` with file descriptor 2 silenced."""
+
+  def __init__(self, loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module):
+    with _stderr_descriptor_silenced():
+      self._loader.exec_module(module)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+  """Finds ``tensorflow`` with the other finders and wraps its loader (once)."""
+
+  def find_spec(self, name, path, target=None):
+    if name != "tensorflow":
+      return None
+    sys.meta_path.remove(self)
+    for finder in sys.meta_path:
+      spec = finder.find_spec(name, path, target) if hasattr(finder, "find_spec") else None
+      if spec is not None and spec.loader is not None:
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+    return None
+
+
+def quiet_tensorflow() -> None:
+  """Installs the silencing described in the module docstring (idempotent)."""
+  if os.environ.get("MLSR_TF_VERBOSE", "") not in ("", "0"):
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  if "tensorflow" in sys.modules or any(
+      isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+    return
+  sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+quiet_tensorflow()

@@ -16,13 +16,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from mlsr_tf import export
-from tools import _cli
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
+from mlsr_tf.serving import export
 
 _MODEL = flags.DEFINE_string("model", "default", "Shipped model, spec .json or network name.")
 _WEIGHTS = flags.DEFINE_string("weights", None, "Weights for a registered network.")

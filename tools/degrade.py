@@ -19,8 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
 from mlsr_tf.data import degradation as degradation_lib
-from tools import _cli
 
 _INPUT = flags.DEFINE_string("input", None, "HR image (PNG/JPEG/BMP/TIFF, 8 or 16 bit).")
 _OUTPUT = flags.DEFINE_string("output", None, "LR PNG to write.")

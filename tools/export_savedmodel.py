@@ -6,7 +6,7 @@ Usage:
       --weights ../shared/weights/idn_caffe/IDN_x2.caffemodel
   python tools/export_savedmodel.py --output export/mlsr_u8/1 --input_dtype uint8
 
-Signatures (see mlsr_tf/export.py): ``serving_default`` (lr -> sr) and ``adapt`` (lr, steps,
+Signatures (see mlsr_tf/serving/export.py): ``serving_default`` (lr -> sr) and ``adapt`` (lr, steps,
 learning_rate, kernel -> sr; an empty [0, 0] kernel means bicubic).  --input_dtype float32:
 pixels in [0, 1]; uint8: 0..255 in and out.  The output directory must not exist (use TF
 Serving's <base>/<name>/<version> layout).  Bad input: one ``error: ...`` line, exit code 2.
@@ -16,13 +16,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from mlsr_tf import export
-from tools import _cli
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
+from mlsr_tf.serving import export
 
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory to create, e.g. export/mlsr/1.")
 _MODEL = flags.DEFINE_string("model", "default",

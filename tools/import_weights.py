@@ -26,8 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
 from mlsr_tf import models_io
-from tools import _cli
 
 _FORMAT = flags.DEFINE_string("format", None,
                               f"Source layout: {'|'.join(models_io.IMPORT_FORMATS)}.")

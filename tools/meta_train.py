@@ -68,8 +68,28 @@ flags.DEFINE_integer("checkpoint_every", 100, "Checkpoint period (iterations).")
 flags.DEFINE_integer("log_every", 10, "Progress line period (iterations).")
 flags.DEFINE_integer("seed", 0, "Seed of task sampling.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the TensorFlow meta-step.")
+flags.DEFINE_list("query_weights", [],
+                  "k+1 weights of the outer (query) loss after 0..k inner steps, e.g. "
+                  "0.5,0,0,0,0,1: index 0 keeps the supervised loss of the un-adapted network "
+                  "(an anchor), middle entries are MAML++'s multi-step loss (default: the "
+                  "paper's final step only).")
+flags.DEFINE_bool("learn_step_sizes", False,
+                  "Learn one inner step size per step and per weight tensor (MAML++ LSLR), "
+                  "starting at --alpha; saved as WORKDIR/step_sizes.json.")
+flags.DEFINE_float("step_size_learning_rate", 1e-2,
+                   "Adam step size of the learned step sizes' log-scales.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Layer dtype policy: mixed_bfloat16 computes in bfloat16 (AMX CPUs, GPUs); "
+                  "theta, Adam state and saved weights stay float32.")
 
 FLAGS = flags.FLAGS
+
+
+def _floats(name: str) -> list:
+  try:
+    return [float(v) for v in getattr(FLAGS, name)]
+  except ValueError:
+    _cli.fail(f"--{name} must be comma-separated numbers, got {getattr(FLAGS, name)!r}")
 
 
 def main(argv):
@@ -77,7 +97,7 @@ def main(argv):
   if FLAGS.backend:
     os.environ["KERAS_BACKEND"] = FLAGS.backend
   backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
+  from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
   try:
     config = meta_train.MetaTrainConfig(
         workdir=FLAGS.workdir, model=FLAGS.model, weights=FLAGS.weights,
@@ -95,7 +115,10 @@ def main(argv):
         keep_validated_weights=FLAGS.keep_validated_weights,
         checkpoint_every=FLAGS.checkpoint_every,
         log_every=FLAGS.log_every, seed=FLAGS.seed, backend=backend,
-        jit_compile=FLAGS.jit_compile)
+        jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
+        query_weights=tuple(_floats("query_weights")),
+        learn_step_sizes=FLAGS.learn_step_sizes,
+        step_size_learning_rate=FLAGS.step_size_learning_rate)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
     _cli.fail(error)

@@ -25,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from mlsr_tf import reproduce
-from tools import _cli
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
+from mlsr_tf.evaluation import reproduce
 
 _TABLE = flags.DEFINE_integer("table", None, "Paper table: 3, 4 or 5.")
 _CONFIG = flags.DEFINE_string("config", "cpu", "cpu (small, this machine) or paper (GPU).")

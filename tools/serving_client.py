@@ -22,21 +22,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from mlsr_tf import serving
-from tools import _cli
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
+from mlsr_tf.serving import rest_client
 
 _INPUT = flags.DEFINE_string("input", None, "LR image (PNG/JPEG/BMP/TIFF).")
 _OUTPUT = flags.DEFINE_string("output", None, "SR PNG to write.")
 _URL = flags.DEFINE_string("url", "http://localhost:8501/v1/models/mlsr:predict",
                            "TF Serving REST predict URL.")
-_SIGNATURE = flags.DEFINE_enum("signature", "serving_default", list(serving.SIGNATURES),
+_SIGNATURE = flags.DEFINE_enum("signature", "serving_default", list(rest_client.SIGNATURES),
                                "Signature to call.")
 _STEPS = flags.DEFINE_integer("steps", None, "Adaptation steps (adapt signature).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", None,
                                     "SGD step size, [0, 1] pixels (adapt signature).")
 _KERNEL = flags.DEFINE_string("kernel", None, "bicubic | gaussian:SX,SY,THETA | FILE.mat | "
                               "FILE.npy (adapt signature; default bicubic).")
-_INPUT_DTYPE = flags.DEFINE_enum("input_dtype", "float32", list(serving.INPUT_DTYPES),
+_INPUT_DTYPE = flags.DEFINE_enum("input_dtype", "float32", list(rest_client.INPUT_DTYPES),
                                  "Pixel type of the export.")
 _TIMEOUT = flags.DEFINE_float("timeout", 600.0, "Seconds to wait for the answer.")
 
@@ -49,12 +50,12 @@ def main(argv):
   kernel = _KERNEL.value
   if _SIGNATURE.value == "adapt" and kernel is None:
     kernel = "bicubic"
-  config = serving.ClientConfig(
+  config = rest_client.ClientConfig(
       input=_INPUT.value, output=_OUTPUT.value, url=_URL.value, signature=_SIGNATURE.value,
       steps=_STEPS.value, learning_rate=_LEARNING_RATE.value, kernel=kernel,
       input_dtype=_INPUT_DTYPE.value, timeout=_TIMEOUT.value)
   try:
-    result = serving.run(config)
+    result = rest_client.run(config)
   except (ValueError, OSError) as e:
     _cli.fail(e)
   print(f"wrote {result['output']}: {result['width']}x{result['height']} "

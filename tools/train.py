@@ -19,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
 flags.DEFINE_enum("backend", None, ["tensorflow", "jax"],
                   "Keras backend (default: $KERAS_BACKEND, else tensorflow).")
 flags.DEFINE_string("model", "idn", "Registered model name.")
@@ -47,7 +49,7 @@ flags.DEFINE_integer("seed", 0, "Seed of data sampling.")
 flags.DEFINE_bool("jit_compile", True, "Compile the train step with XLA.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
                   "Layer dtype policy: mixed_float16 on GPUs (with loss scaling), "
-                  "mixed_bfloat16 on GPUs/TPUs that have it; weights stay float32.")
+                  "mixed_bfloat16 on GPUs/TPUs and CPUs with AMX-BF16; weights stay float32.")
 flags.DEFINE_float("max_seconds", None, "Stop cleanly after this many seconds.")
 flags.DEFINE_bool("fit_iterations_to_time", False,
                   "With --max_seconds: measure the speed early and shorten --iterations (and "
@@ -60,7 +62,7 @@ def main(argv):
   del argv
   if FLAGS.backend:
     os.environ["KERAS_BACKEND"] = FLAGS.backend
-  from mlsr_tf import train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
+  from mlsr_tf.training import train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
   try:
     config = train.TrainConfig(
         model=FLAGS.model, model_kwargs=json.loads(FLAGS.model_kwargs), scale=FLAGS.scale,
@@ -75,10 +77,9 @@ def main(argv):
         max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time)
     result = train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+    _cli.fail(error)
   print(json.dumps({"iteration": result["iteration"], "stop_reason": result["stop_reason"]}))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_cli.parse_flags_or_exit)

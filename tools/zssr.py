@@ -21,8 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from mlsr_tf import zssr
-from tools import _cli
+from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
+
+from mlsr_tf.evaluation import zssr
 
 _LR = flags.DEFINE_string("lr", None, "LR image (8-bit PNG/JPEG).")
 _OUTPUT = flags.DEFINE_string("output", None, "SR output (.png).")

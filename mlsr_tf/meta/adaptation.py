@@ -28,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from mlsr_tf.meta import maml
+from mlsr_tf.meta import step_sizes as step_sizes_lib
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -179,7 +180,9 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     lr_down: LR_down image, HWC uint8/uint16 or float [0, 1].
     lr: LR image (the target of the adaptation loss), same format.
     steps: number of gradient steps (0 returns the model's weights).
-    alpha: step size (a number, or one per step for SGD).
+    alpha: step size: a number, one per step, or (SGD) a learned ``[k, P]`` matrix of
+      per-step, per-tensor step sizes (:mod:`mlsr_tf.meta.step_sizes`; step i uses row
+      ``min(i, k - 1)``).
     crops: if set, each step uses this many random aligned crops instead of the whole
       image; ``crop_size`` is their size in LR pixels (a multiple of the scale).
     optimizer: "sgd" (the paper) or "adam" (fine-tuning baseline).
@@ -200,9 +203,10 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {OPTIMIZERS}")
   if not isinstance(steps, (int, np.integer)) or steps < 0:
     raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-  alphas = maml.step_sizes(alpha, int(steps))
-  if any(not np.isfinite(a) or a < 0 for a in alphas):
-    raise ValueError(f"alpha must be finite and >= 0, got {alpha!r}")
+  count = len(model.trainable_variables)
+  alphas = step_sizes_lib.schedule(alpha, int(steps), count)
+  if optimizer == "adam" and any(np.ndim(a) for a in alphas):
+    raise ValueError("learned per-tensor step sizes are for SGD, not the adam baseline")
   if (crops is None) != (crop_size is None):
     raise ValueError(f"crops and crop_size go together, got crops={crops!r}, "
                      f"crop_size={crop_size!r}")
@@ -241,7 +245,11 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     else:
       x, y = _crop_pairs(lr_down, lr, scale, crops, crop_size, rng)
       x, y = backend.convert(x), backend.convert(y)
-    step_alpha = backend.convert(np.float32(step_alpha))
+    if optimizer == "sgd":
+      # Always a [P] vector: one compiled step serves scalar and learned step sizes.
+      step_alpha = backend.convert(np.broadcast_to(np.float32(step_alpha), (count,)).copy())
+    else:
+      step_alpha = backend.convert(np.float32(step_alpha))
     if optimizer == "sgd":
       params, loss_value = step_fn(params, x, y, step_alpha)
     else:
@@ -337,7 +345,7 @@ def _model_input(lr: np.ndarray, channels: int) -> np.ndarray:
 
 def adaptive_upscale_fn(model: keras.Model, degradation, steps: Iterable[int] = (0, 5),
                         alpha=maml.PAPER_ALPHA, **kwargs) -> Callable:
-  """An upscaler for ``mlsr_tf.evaluate.evaluate``: ``{"<steps>": uint8 SR}`` per image.
+  """An upscaler for ``mlsr_tf.evaluation.evaluate.evaluate``: ``{"<steps>": uint8 SR}`` per image.
 
   One adaptation run per image; the SR is read after each step count (column per
   count).  ``degradation`` makes LR_down from the LR (the LR's own degradation, as
@@ -364,7 +372,7 @@ def adaptive_upscale_fn(model: keras.Model, degradation, steps: Iterable[int] = 
 
 
 def eval_upscaler_factory(config, degradation) -> Callable:
-  """``mlsr_tf.evaluate`` upscaler factory: the network of ``config`` with adaptation.
+  """``mlsr_tf.evaluation.evaluate`` upscaler factory: the network of ``config`` with adaptation.
 
   Reads ``config.options``: ``adapt_steps`` (list of counts), ``alpha``,
   ``finetune`` ("sgd" | "adam"), ``crops``, ``crop_size``, ``seed``.
@@ -373,7 +381,8 @@ def eval_upscaler_factory(config, degradation) -> Callable:
   if not config.weights:
     raise ValueError(f"model {config.model!r} needs weights (--weights), got none")
   options = dict(config.options)
-  model = models_io.build_and_load(config.model, config.weights, config.scale, None)
+  model = models_io.build_and_load(config.model, config.weights, config.scale, None,
+                                   precision=config.precision)
   return adaptive_upscale_fn(
       model, degradation, steps=options.get("adapt_steps", (0, 5)),
       alpha=options.get("alpha", maml.PAPER_ALPHA), optimizer=options.get("finetune", "sgd"),

@@ -40,7 +40,8 @@ class MetaTrainer:
   """Algorithm 1 with state in ``tf.Variable``s, one compiled step, optional tf.distribute.
 
   The meta-parameters are copies of the model's trainable weights (the model's own
-  variables change only in :meth:`write_to_model`).  Under a ``strategy``
+  variables change only in :meth:`write_to_model`), plus, when ``objective`` learns the
+  inner step sizes, their ``[k, P]`` log-scales.  Under a ``strategy``
   (``MirroredStrategy`` / ``MultiWorkerMirroredStrategy``) each replica computes the
   mean meta-gradient of its share of the tasks; the replica means are averaged
   (equal shares, so this is the global mean) and every replica applies the same
@@ -54,11 +55,13 @@ class MetaTrainer:
     loss_config: :class:`maml.LossConfig`.
     jit_compile: XLA-compile the step.
     strategy: optional ``tf.distribute.Strategy``.
+    objective: :class:`maml.MetaObjective` (query-loss weights, learned step sizes).
   """
 
   def __init__(self, model: keras.Model, alphas: Sequence[float], beta: float,
                order: str = "first", loss_config: maml.LossConfig = maml.LossConfig(),
-               jit_compile: bool = False, strategy: tf.distribute.Strategy | None = None):
+               jit_compile: bool = False, strategy: tf.distribute.Strategy | None = None,
+               objective: maml.MetaObjective = maml.MetaObjective()):
     if order not in maml.ORDERS:
       raise ValueError(f"unknown order {order!r}; expected one of {maml.ORDERS}")
     self.model = model
@@ -66,12 +69,18 @@ class MetaTrainer:
     self.beta = float(beta)
     self.order = order
     self.loss_config = loss_config
+    self.objective = objective
     self.strategy = strategy or tf.distribute.get_strategy()
+    count = len(model.trainable_variables)
     with self.strategy.scope():
       self.theta = [tf.Variable(v.value, name=f"theta_{i}")
                     for i, v in enumerate(model.trainable_variables)]
-      self.m = [tf.Variable(tf.zeros_like(v.value)) for v in model.trainable_variables]
-      self.v = [tf.Variable(tf.zeros_like(v.value)) for v in model.trainable_variables]
+      self.meta_params = list(self.theta)
+      if objective.learn_step_sizes:
+        self.log_scales = tf.Variable(tf.zeros((len(self.alphas), count)), name="log_scales")
+        self.meta_params.append(self.log_scales)
+      self.m = [tf.Variable(tf.zeros_like(v)) for v in self.meta_params]
+      self.v = [tf.Variable(tf.zeros_like(v)) for v in self.meta_params]
       self.count = tf.Variable(0.0, dtype=tf.float32)
     self._apply_fn = maml.make_apply_fn(
         model, [tf.convert_to_tensor(v.value) for v in model.non_trainable_variables])
@@ -79,8 +88,10 @@ class MetaTrainer:
 
   def _replica_gradients(self, batch):
     theta = [tf.identity(t) for t in self.theta]
-    loss, grads, metrics = maml.meta_gradient(BACKEND, self._apply_fn, theta, batch, self.alphas,
-                                              self.order, self.loss_config)
+    log_scales = tf.identity(self.log_scales) if self.objective.learn_step_sizes else None
+    loss, grads, metrics = maml.meta_gradient(
+        BACKEND, self._apply_fn, theta, batch, self.alphas, self.order, self.loss_config,
+        query_weights=self.objective.query_weights, log_scales=log_scales)
     return dict(metrics, meta_loss=loss), grads
 
   def _step_fn(self, batch):
@@ -93,9 +104,12 @@ class MetaTrainer:
       metrics, grads = self._replica_gradients(batch)
     state = maml.AdamState([tf.identity(m) for m in self.m], [tf.identity(v) for v in self.v],
                            tf.identity(self.count))
-    theta, state = maml.adam_update([tf.identity(t) for t in self.theta], grads, state,
-                                    self.beta)
-    for var, value in zip(self.theta, theta):
+    rates = [self.beta] * len(self.theta)
+    if self.objective.learn_step_sizes:
+      rates.append(self.objective.step_size_learning_rate)
+    params, state = maml.adam_update([tf.identity(t) for t in self.meta_params], grads, state,
+                                     rates)
+    for var, value in zip(self.meta_params, params):
       var.assign(value)
     for var, value in zip(self.m, state.m):
       var.assign(value)
@@ -114,10 +128,13 @@ class MetaTrainer:
     return {k: float(v) for k, v in metrics.items()}
 
   def get_state(self) -> dict:
-    """Backend-neutral optimizer state: NumPy arrays ``m_i``, ``v_i`` and ``count``."""
+    """Backend-neutral optimizer state: NumPy arrays ``m_i``, ``v_i``, ``count`` (and the
+    learned ``log_scales``)."""
     state = {f"m_{i}": m.numpy() for i, m in enumerate(self.m)}
     state.update({f"v_{i}": v.numpy() for i, v in enumerate(self.v)})
     state["count"] = np.asarray(self.count.numpy())
+    if self.objective.learn_step_sizes:
+      state["log_scales"] = self.log_scales.numpy()
     return state
 
   def set_state(self, state: dict) -> None:
@@ -126,6 +143,8 @@ class MetaTrainer:
     for i, v in enumerate(self.v):
       v.assign(state[f"v_{i}"])
     self.count.assign(float(state["count"]))
+    if self.objective.learn_step_sizes:
+      self.log_scales.assign(state["log_scales"])
 
   def theta_numpy(self) -> list:
     return [t.numpy() for t in self.theta]
@@ -133,6 +152,12 @@ class MetaTrainer:
   def set_theta(self, values) -> None:
     for var, value in zip(self.theta, values):
       var.assign(value)
+
+  def step_sizes(self) -> np.ndarray | None:
+    """The learned ``[k, P]`` inner step sizes (None when they are not learned)."""
+    if not self.objective.learn_step_sizes:
+      return None
+    return np.asarray(maml.effective_step_sizes(self.alphas, self.log_scales.value()))
 
   def write_to_model(self) -> None:
     """Copies theta into the model's trainable variables (for saving / evaluation)."""

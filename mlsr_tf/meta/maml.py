@@ -39,6 +39,7 @@ paper's values unchanged with ``pixel_range=255``: both give the same updates.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import keras
@@ -127,7 +128,11 @@ def pixel_loss(prediction, target, config: LossConfig = LossConfig()):
   width = _smaller(ops.shape(prediction)[2], ops.shape(target)[2])
   prediction = prediction[:, :height, :width, :]
   target = target[:, :height, :width, :]
-  diff = (prediction - ops.cast(target, prediction.dtype)) * config.pixel_range
+  # At least float32 even when the network computes in 16 bits (a mixed dtype policy).
+  dtype = keras.backend.standardize_dtype(prediction.dtype)
+  if dtype in ("float16", "bfloat16"):
+    dtype = "float32"
+  diff = (ops.cast(prediction, dtype) - ops.cast(target, dtype)) * config.pixel_range
   if config.kind == "l2":
     return ops.mean(ops.square(diff))
   return ops.mean(ops.abs(diff))
@@ -169,21 +174,45 @@ def step_sizes(alpha, steps: int) -> list:
   return alphas
 
 
+def per_parameter(alpha, count: int) -> list:
+  """One step's size for each of ``count`` parameter tensors.
+
+  ``alpha`` is a number (every tensor), a sequence of ``count`` numbers, or a 1-D tensor of
+  ``count`` entries (learned per-layer step sizes, MAML++'s LSLR / Meta-SGD per tensor).
+  """
+  shape = getattr(alpha, "shape", None)
+  if isinstance(alpha, (list, tuple)) or (shape is not None and len(shape) == 1):
+    if len(alpha) != count:
+      raise ValueError(f"got {len(alpha)} per-parameter step sizes for {count} parameters")
+    return [alpha[j] for j in range(count)]
+  return [alpha] * count
+
+
 def sgd_step(backend: GradientBackend, apply_fn, params, x, y, alpha,
              loss_config: LossConfig = LossConfig()):
   """One inner SGD step on ``L(f_params(x), y)``; returns ``(new_params, loss)``.
 
+  ``alpha``: a step size, or one per parameter tensor (see :func:`per_parameter`).
   Usable inside ``tf.function`` / ``tf.while_loop`` / ``jax.jit`` (pure tensor code).
   """
+  new_params, loss, _ = _sgd_step_with_grads(backend, apply_fn, params, x, y, alpha,
+                                             loss_config)
+  return new_params, loss
+
+
+def _sgd_step_with_grads(backend, apply_fn, params, x, y, alpha, loss_config):
+  params = list(params)
   loss, grads = backend.value_and_grad(
-      lambda p: pixel_loss(apply_fn(p, x), y, loss_config), list(params))
-  return [p - alpha * g for p, g in zip(params, grads)], loss
+      lambda p: pixel_loss(apply_fn(p, x), y, loss_config), params)
+  alphas = per_parameter(alpha, len(params))
+  return [p - a * g for p, g, a in zip(params, grads, alphas)], loss, grads
 
 
 def inner_loop(backend: GradientBackend, apply_fn, params, x, y, alphas: Sequence,
                loss_config: LossConfig = LossConfig()):
   """``len(alphas)`` SGD steps (unrolled); returns ``(adapted_params, [support losses])``.
 
+  Each entry of ``alphas`` is one step's size: a number or one per parameter tensor.
   Called inside an outer ``value_and_grad`` this is differentiated through (second
   order): every inner gradient is itself recorded by the outer one.
   """
@@ -195,9 +224,58 @@ def inner_loop(backend: GradientBackend, apply_fn, params, x, y, alphas: Sequenc
   return params, losses
 
 
+# ----------------------------------------------------------------------------- objective
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaObjective:
+  """What the outer update optimises, beyond the paper's plain Algorithm 1.
+
+  Attributes:
+    query_weights: ``k + 1`` weights ``w_t`` of the query loss ``L(f_theta_t(LR), HR)``
+      after ``t`` inner steps; the outer objective is ``sum_t w_t L_t``.  Empty: the
+      paper's ``(0, ..., 0, 1)``.  ``w_0 > 0`` keeps the supervised LR -> HR loss of the
+      un-adapted network in the objective (an anchor against drifting, as MZSR keeps its
+      large-scale loss); weights on intermediate steps are MAML++'s multi-step loss.
+    learn_step_sizes: learn one inner step size per step and per parameter tensor
+      (MAML++'s LSLR; Meta-SGD per tensor), as ``alpha_s * exp(log_scale[s, j])``
+      with ``log_scale`` a meta-parameter starting at 0 (so at the given ``alpha``).
+    step_size_learning_rate: Adam step size of ``log_scale`` (theta keeps ``beta``).
+  """
+  query_weights: tuple = ()
+  learn_step_sizes: bool = False
+  step_size_learning_rate: float = 1e-2
+
+  def weights(self, inner_steps: int) -> tuple:
+    if not self.query_weights:
+      return (0.0,) * inner_steps + (1.0,)
+    if len(self.query_weights) != inner_steps + 1:
+      raise ValueError(f"query_weights needs inner_steps + 1 = {inner_steps + 1} entries "
+                       f"(index 0: before adaptation), got {list(self.query_weights)!r}")
+    return tuple(float(w) for w in self.query_weights)
+
+  def validate(self, inner_steps: int) -> None:
+    weights = self.weights(inner_steps)
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not any(weights):
+      raise ValueError(f"query_weights must be finite, >= 0 and not all 0, got "
+                       f"{list(weights)!r}")
+    if not (math.isfinite(self.step_size_learning_rate) and self.step_size_learning_rate >= 0):
+      raise ValueError(f"step_size_learning_rate must be finite and >= 0, got "
+                       f"{self.step_size_learning_rate!r}")
+
+
+def effective_step_sizes(alphas: Sequence[float], log_scales):
+  """``[k, P]`` step sizes ``alphas[s] * exp(log_scales[s, j])``."""
+  log_scales = ops.convert_to_tensor(log_scales)
+  dtype = keras.backend.standardize_dtype(log_scales.dtype)
+  base = ops.reshape(ops.convert_to_tensor([float(a) for a in alphas], dtype), (-1, 1))
+  return base * ops.exp(log_scales)
+
+
 def task_meta_gradient(backend: GradientBackend, apply_fn, theta, lr_down, lr, hr,
                        alphas: Sequence, order: str = "first",
-                       loss_config: LossConfig = LossConfig()):
+                       loss_config: LossConfig = LossConfig(), *,
+                       query_weights: Sequence[float] | None = None, log_scales=None):
   """Meta loss and meta-gradient of one task (Algorithm 1, lines 5-8).
 
   Args:
@@ -205,42 +283,101 @@ def task_meta_gradient(backend: GradientBackend, apply_fn, theta, lr_down, lr, h
     apply_fn: ``(params, x) -> f_params(x)``.
     theta: the meta-parameters (list of tensors).
     lr_down, lr, hr: ``[B, h, w, C]`` tensors of one task (one degradation).
-    alphas: inner step sizes, one per inner step.
-    order: "first" (gradient at the adapted weights) or "second" (exact).
+    alphas: inner step sizes, one per inner step (each a number or one per tensor).
+    order: "first" (gradients at the adapted weights, inner gradients held constant) or
+      "second" (exact, through the inner gradients).
     loss_config: pixel loss.
+    query_weights: ``k + 1`` weights of the query loss after 0..k steps (see
+      :class:`MetaObjective`); None: the paper's final-step loss only.
+    log_scales: learned step sizes: a ``[k, P]`` tensor, step ``s`` of tensor ``j`` being
+      ``alphas[s] * exp(log_scales[s, j])`` (``alphas`` must then be numbers).
 
   Returns:
-    ``(meta_loss, meta_grads, support_losses)``; ``support_losses`` has ``k + 1``
-    entries: before each inner step, and after the last one.
+    ``(meta_loss, meta_grads, support_losses)``: ``meta_loss`` is ``sum_t w_t L_t``;
+    ``meta_grads`` has one entry per theta tensor, plus, with ``log_scales``, a last
+    ``[k, P]`` entry for them; ``support_losses`` has ``k + 1`` entries: before each
+    inner step, and after the last one.
   """
   if order not in ORDERS:
     raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
+  theta = list(theta)
+  k, count = len(alphas), len(theta)
+  weights = MetaObjective(tuple(query_weights or ())).weights(k)
+
+  def support_loss(params):
+    return pixel_loss(apply_fn(params, lr_down), lr, loss_config)
 
   def query_loss(params):
     return pixel_loss(apply_fn(params, lr), hr, loss_config)
 
-  if order == "first":
-    adapted, support = inner_loop(backend, apply_fn, theta, lr_down, lr, alphas, loss_config)
-    meta_loss, grads = backend.value_and_grad(query_loss, adapted)
-  else:
-    def through_inner_loop(params):
-      adapted, support_losses = inner_loop(backend, apply_fn, params, lr_down, lr, alphas,
-                                           loss_config)
-      return query_loss(adapted), (adapted, support_losses)
+  def step_alphas(scales):
+    if scales is None:
+      return list(alphas)
+    matrix = effective_step_sizes(alphas, scales)
+    return [[matrix[s, j] for j in range(count)] for s in range(k)]
 
+  if order == "second":
+    def objective(params):
+      point = params[:count]
+      scales = params[count] if log_scales is not None else None
+      total, support = 0.0, []
+      for t, alpha in enumerate(step_alphas(scales) + [None]):
+        if weights[t]:
+          total = total + weights[t] * query_loss(point)
+        if alpha is None:
+          break
+        point, loss = sgd_step(backend, apply_fn, point, lr_down, lr, alpha, loss_config)
+        support.append(loss)
+      return total, (point, support)
+
+    params = theta + ([log_scales] if log_scales is not None else [])
     (meta_loss, (adapted, support)), grads = backend.value_and_grad(
-        through_inner_loop, list(theta), has_aux=True)
-  final_support = pixel_loss(apply_fn(adapted, lr_down), lr, loss_config)
-  return meta_loss, grads, list(support) + [final_support]
+        objective, params, has_aux=True)
+  else:
+    # First order: theta_t = theta - sum_{s<t} alpha_s g_s with the inner gradients g_s held
+    # constant, so dL_t/dtheta = dL_t/dtheta_t and dL_t/dalpha_{s,j} = -<dL_t/dtheta_t,j, g_s,j>.
+    alpha_rows = step_alphas(log_scales)
+    points, inner_grads, support = [theta], [], []
+    for alpha in alpha_rows:
+      point, loss, grads = _sgd_step_with_grads(backend, apply_fn, points[-1], lr_down, lr,
+                                                alpha, loss_config)
+      points.append(point)
+      inner_grads.append(grads)
+      support.append(loss)
+    adapted = points[-1]
+    meta_loss, grads = 0.0, None
+    alpha_grads = [[0.0] * count for _ in range(k)]
+    for t, weight in enumerate(weights):
+      if not weight:
+        continue
+      loss, point_grads = backend.value_and_grad(query_loss, points[t])
+      meta_loss = meta_loss + weight * loss
+      weighted = [weight * g for g in point_grads]
+      grads = weighted if grads is None else [a + b for a, b in zip(grads, weighted)]
+      if log_scales is not None:
+        for s in range(t):
+          for j in range(count):
+            alpha_grads[s][j] = alpha_grads[s][j] - ops.sum(weighted[j] * inner_grads[s][j])
+    if log_scales is not None:
+      matrix = effective_step_sizes(alphas, log_scales)
+      dtype = keras.backend.standardize_dtype(matrix.dtype)
+      d_alpha = ops.stack([ops.stack([ops.cast(ops.convert_to_tensor(v), dtype) for v in row])
+                           for row in alpha_grads])
+      grads = list(grads) + [d_alpha * matrix]  # d/dlog_scale = d/dalpha * alpha.
+  final_support = support_loss(adapted)
+  return meta_loss, list(grads), list(support) + [final_support]
 
 
 def meta_gradient(backend: GradientBackend, apply_fn, theta, batch: dict, alphas: Sequence,
-                  order: str = "first", loss_config: LossConfig = LossConfig()):
+                  order: str = "first", loss_config: LossConfig = LossConfig(), *,
+                  query_weights: Sequence[float] | None = None, log_scales=None):
   """Mean meta loss and meta-gradient over the tasks of a meta-batch.
 
   Args:
     batch: dict with ``lr_down``, ``lr``, ``hr``: ``[T, h, w, C]`` (one patch per task)
       or ``[T, B, h, w, C]`` (B patches per task, all with the task's degradation).
+    query_weights, log_scales: see :func:`task_meta_gradient` (with ``log_scales`` the
+      gradients end with one for them).
 
   Returns:
     ``(meta_loss, grads, metrics)``; ``metrics`` has ``support_loss_before`` and
@@ -254,7 +391,8 @@ def meta_gradient(backend: GradientBackend, apply_fn, theta, batch: dict, alphas
     pick = (lambda a, t=t: a[t]) if per_task else (lambda a, t=t: a[t:t + 1])
     loss, grads, support = task_meta_gradient(
         backend, apply_fn, theta, pick(batch["lr_down"]), pick(batch["lr"]),
-        pick(batch["hr"]), alphas, order, loss_config)
+        pick(batch["hr"]), alphas, order, loss_config, query_weights=query_weights,
+        log_scales=log_scales)
     total_loss = total_loss + loss
     before = before + support[0]
     after = after + support[-1]
@@ -281,31 +419,46 @@ def adam_update(params, grads, state: AdamState, learning_rate, beta_1: float = 
                 beta_2: float = 0.999, epsilon: float = 1e-8):
   """One Adam step; returns ``(params, state)``.
 
+  ``learning_rate``: one for all, or one per parameter tensor.
   The same formula as ``keras.optimizers.Adam`` (``epsilon`` added to ``sqrt(v)``
   before the bias correction is folded into the step size), written functionally so
   the whole meta-iteration is one compiled function on both backends and its state is
   plain arrays (backend-neutral checkpoints).
   """
   count = state.count + 1.0
-  step_size = learning_rate * ops.sqrt(1.0 - ops.power(beta_2, count)) / (
-      1.0 - ops.power(beta_1, count))
+  correction = ops.sqrt(1.0 - ops.power(beta_2, count)) / (1.0 - ops.power(beta_1, count))
+  rates = per_parameter(learning_rate, len(params))
   new_params, new_m, new_v = [], [], []
-  for p, g, m, v in zip(params, grads, state.m, state.v):
+  for p, g, m, v, rate in zip(params, grads, state.m, state.v, rates):
     g = ops.cast(g, p.dtype)
     m = m + (g - m) * (1.0 - beta_1)
     v = v + (ops.square(g) - v) * (1.0 - beta_2)
-    new_params.append(p - ops.cast(step_size, p.dtype) * m / (ops.sqrt(v) + epsilon))
+    step_size = ops.cast(rate * correction, p.dtype)
+    new_params.append(p - step_size * m / (ops.sqrt(v) + epsilon))
     new_m.append(m)
     new_v.append(v)
   return new_params, AdamState(new_m, new_v, count)
 
 
-def meta_train_step(backend: GradientBackend, apply_fn, theta, adam_state: AdamState,
+def meta_train_step(backend: GradientBackend, apply_fn, meta_params, adam_state: AdamState,
                     batch: dict, alphas: Sequence, beta, order: str = "first",
-                    loss_config: LossConfig = LossConfig()):
-  """One whole meta-iteration (pure): ``(theta, adam_state, metrics)`` after the update."""
-  meta_loss, grads, metrics = meta_gradient(backend, apply_fn, theta, batch, alphas, order,
-                                            loss_config)
-  theta, adam_state = adam_update(theta, grads, adam_state, beta)
+                    loss_config: LossConfig = LossConfig(),
+                    objective: MetaObjective = MetaObjective()):
+  """One whole meta-iteration (pure): ``(meta_params, adam_state, metrics)`` after the update.
+
+  ``meta_params`` is theta (a list of tensors), followed, when ``objective`` learns the
+  step sizes, by their ``[k, P]`` log-scales; Adam updates theta with ``beta`` and the
+  log-scales with ``objective.step_size_learning_rate``.
+  """
+  meta_params = list(meta_params)
+  log_scales = meta_params[-1] if objective.learn_step_sizes else None
+  theta = meta_params[:-1] if objective.learn_step_sizes else meta_params
+  meta_loss, grads, metrics = meta_gradient(
+      backend, apply_fn, theta, batch, alphas, order, loss_config,
+      query_weights=objective.query_weights, log_scales=log_scales)
+  rates = [beta] * len(theta)
+  if objective.learn_step_sizes:
+    rates.append(objective.step_size_learning_rate)
+  meta_params, adam_state = adam_update(meta_params, grads, adam_state, rates)
   metrics = dict(metrics, meta_loss=meta_loss)
-  return theta, adam_state, metrics
+  return meta_params, adam_state, metrics

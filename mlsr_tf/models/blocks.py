@@ -18,6 +18,12 @@ import numpy as np
 from keras import ops
 
 
+# The bicubic upscale of the input and the final sum stay float32 under a mixed policy:
+# bfloat16 keeps 8 significant bits, so an image near 1.0 would be rounded by up to 2 of
+# 255 levels, while the residual added to it is small and tolerates 16-bit compute.
+OUTPUT_DTYPE = "float32"
+
+
 def _keys_cubic(distance: np.ndarray) -> np.ndarray:
   """Keys' cubic convolution kernel with a = -0.5 (MATLAB imresize 'bicubic')."""
   d = np.abs(distance)
@@ -178,21 +184,70 @@ _ACTIVATIONS = ("relu", "tanh", "softplus", "sigmoid", "linear", "elu", "gelu",
                 "leaky_relu")
 
 
+@keras.saving.register_keras_serializable(package="mlsr_tf", name="MaxLeakyReLU")
+class LeakyReLU(keras.layers.LeakyReLU):
+  """``keras.layers.LeakyReLU`` computed as ``max(x, slope * x)`` (for slope <= 1).
+
+  The same function, but not TensorFlow's ``LeakyRelu`` op: grappler's remapper fuses
+  Conv2D + BiasAdd + LeakyRelu although ``LeakyReluGrad`` still needs the BiasAdd output,
+  then fails on every gradient graph ("remapper failed: ... fanout LeakyReluGrad exist for
+  missing node BiasAdd", printed on stderr, and no fusion at all in that graph).  The class
+  keeps Keras' name because ``.weights.h5`` files name layers after their class.
+  """
+
+  def call(self, inputs):
+    if self.negative_slope > 1:
+      return super().call(inputs)
+    return ops.maximum(inputs, ops.multiply(inputs, self.negative_slope))
+
+
 def get_activation(name: str, negative_slope: float = 0.05):
   """Returns a keras.layers activation for `name` (one of `_ACTIVATIONS`)."""
   if name == "leaky_relu":
-    return keras.layers.LeakyReLU(negative_slope=negative_slope)
+    return LeakyReLU(negative_slope=negative_slope)
   if name not in _ACTIVATIONS:
     raise ValueError(
         f"unknown activation {name!r}; expected one of {_ACTIVATIONS}")
   return keras.layers.Activation(name)
 
 
+@keras.saving.register_keras_serializable(package="mlsr_tf", name="GroupedConv2D")
+class Conv2D(keras.layers.Conv2D):
+  """``keras.layers.Conv2D`` whose ``groups=G`` case runs as G dense convolutions.
+
+  The variables (``kernel`` of shape ``(kh, kw, in/G, out)`` and ``bias``), their names,
+  the config and the outputs are those of ``keras.layers.Conv2D`` with the same
+  ``groups``: group g maps input channels ``[g*in/G, (g+1)*in/G)`` to output channels
+  ``[g*out/G, (g+1)*out/G)``, so shipped and imported weights load unchanged.  Only the
+  computation differs.  Why: Keras routes grouped convolutions on the TensorFlow CPU
+  backend through XLA, whose grouped-convolution gradient runs at ~3 GFLOP/s, about 130x
+  slower than a dense convolution on the same cores (WORKSPACE.md, issue 11).  Dense
+  convolutions on slices are fast on every backend and device.
+
+  The class keeps the name ``Conv2D`` on purpose: Keras' ``.weights.h5`` files name each
+  layer after its class (``layers/conv2d_7/vars``), so another name would change the
+  weight layout of every shipped and saved IDN.
+  """
+
+  def convolution_op(self, inputs, kernel):
+    if self.groups == 1:
+      return super().convolution_op(inputs, kernel)
+    pieces = zip(ops.split(inputs, self.groups, axis=-1),
+                 ops.split(kernel, self.groups, axis=-1))
+    return ops.concatenate(
+        [super(Conv2D, self).convolution_op(x, k) for x, k in pieces], axis=-1)
+
+
 def conv(filters: int, name: str, kernel_size: int = 3, groups: int = 1,
          activation=None) -> keras.layers.Conv2D:
-  """A 'same'-padded, biased Conv2D (the only conv every network here uses)."""
-  return keras.layers.Conv2D(filters, kernel_size, padding="same",
-                             groups=groups, activation=activation, name=name)
+  """A 'same'-padded, biased Conv2D (the only conv every network here uses).
+
+  ``groups > 1`` gives this module's :class:`Conv2D` (the weights of Keras'
+  ``Conv2D(groups=...)``, computed fast).
+  """
+  layer = Conv2D if groups > 1 else keras.layers.Conv2D
+  return layer(filters, kernel_size, padding="same", groups=groups, activation=activation,
+               name=name)
 
 
 def check_positive_ints(name: str, values: Sequence[int]) -> tuple[int, ...]:

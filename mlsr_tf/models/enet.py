@@ -56,7 +56,7 @@ def build_enet(scale: int = 2, channels: int = 3, filters: int = 64,
     x = blocks.conv(filters, f"upsample{k}_conv", activation="relu")(x)
   x = blocks.conv(filters, "conv_hr", activation="relu")(x)
   residual = blocks.conv(channels, "conv_out")(x)
-  upscaled = blocks.BicubicUpsample(scale, name="bicubic")(inputs)
-  outputs = keras.layers.Add(name="sr")([residual, upscaled])
+  upscaled = blocks.BicubicUpsample(scale, name="bicubic", dtype=blocks.OUTPUT_DTYPE)(inputs)
+  outputs = keras.layers.Add(name="sr", dtype=blocks.OUTPUT_DTYPE)([residual, upscaled])
   return registry.make_model(inputs, outputs, "enet", dict(
       scale=scale, channels=channels, filters=filters, num_blocks=num_blocks))

@@ -132,8 +132,8 @@ def build_idn(scale: int = 2, channels: int = 3, filters: int = 64,
   features = blocks.conv(filters, "upsample_conv1")(features)
   features = blocks.conv(channels * scale * scale, "upsample_conv2")(features)
   residual = blocks.PixelShuffle(scale, name="pixel_shuffle")(features)
-  upscaled = blocks.BicubicUpsample(scale, name="bicubic")(inputs)
-  outputs = keras.layers.Add(name="sr")([residual, upscaled])
+  upscaled = blocks.BicubicUpsample(scale, name="bicubic", dtype=blocks.OUTPUT_DTYPE)(inputs)
+  outputs = keras.layers.Add(name="sr", dtype=blocks.OUTPUT_DTYPE)([residual, upscaled])
   return registry.make_model(inputs, outputs, "idn", dict(
       scale=scale, channels=channels, filters=filters,
       distill_channels=distill_channels, num_blocks=num_blocks, groups=groups,
@@ -167,8 +167,8 @@ def build_idn_caffe(scale: int = 2, channels: int = 1, filters: int = 64,
   # row o+pad, so HR rows 0..sH-1 are VALID rows pad+1-s .. pad+sH-s.
   crop = ((pad + 1 - scale, upsample_kernel - pad - 1),) * 2
   residual = keras.layers.Cropping2D(crop, name="upsample_crop")(residual)
-  upscaled = blocks.BicubicUpsample(scale, name="bicubic")(inputs)
-  outputs = keras.layers.Add(name="sr")([residual, upscaled])
+  upscaled = blocks.BicubicUpsample(scale, name="bicubic", dtype=blocks.OUTPUT_DTYPE)(inputs)
+  outputs = keras.layers.Add(name="sr", dtype=blocks.OUTPUT_DTYPE)([residual, upscaled])
   return registry.make_model(inputs, outputs, "idn_caffe", dict(
       scale=scale, channels=channels, filters=filters,
       distill_channels=distill_channels, num_blocks=num_blocks, groups=groups,

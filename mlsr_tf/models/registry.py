@@ -13,6 +13,7 @@ All models take float32 NHWC input in [0, 1] with dynamic H and W and return
 [N, scale*H, scale*W, C] (not clipped).
 """
 
+import contextlib
 import importlib
 import inspect
 from typing import Any, Callable
@@ -25,6 +26,28 @@ _BUILDERS: dict[str, Callable[..., "SRModel"]] = {}
 _DEFAULT_CHANNELS: dict[str, int] = {}
 # Modules whose import registers builders (imported lazily: keeps this light).
 _MODEL_MODULES = ("idn", "zssr", "srcnn", "enet", "rcan")
+# Keras dtype policies a model can be built with.  Variables (and so saved weights) stay
+# float32 under every one; "mixed_*" compute in 16 bits (bfloat16 runs on AMX on CPUs that
+# have it, float16 is for GPUs).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def check_precision(precision: str) -> str:
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+  return precision
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+  """Layers built inside take ``precision`` as their dtype policy (global one restored)."""
+  check_precision(precision)
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(precision)
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
 
 
 @keras.saving.register_keras_serializable(package="mlsr_tf")
@@ -77,7 +100,7 @@ def list_models() -> list[str]:
 
 
 def build_model(name: str, scale: int = 2, channels: int | None = None,
-                **kwargs) -> SRModel:
+                precision: str = "float32", **kwargs) -> SRModel:
   """Builds the registered network `name`.
 
   Args:
@@ -86,6 +109,7 @@ def build_model(name: str, scale: int = 2, channels: int | None = None,
     scale: integer upscale factor.
     channels: image channels (3 = RGB, 1 = Y); None = the model's default
       (1 for idn_caffe, 3 otherwise).
+    precision: the layers' dtype policy, one of `PRECISIONS` (weights stay float32).
     **kwargs: the builder's hyper-parameters (see each builder's docstring).
 
   Returns:
@@ -110,7 +134,8 @@ def build_model(name: str, scale: int = 2, channels: int | None = None,
   if unknown:
     raise ValueError(f"unknown arguments {unknown!r} for model {name!r}; "
                      f"accepted: {sorted(accepted)}")
-  return builder(scale=int(scale), channels=int(channels), **kwargs)
+  with dtype_policy(precision):
+    return builder(scale=int(scale), channels=int(channels), **kwargs)
 
 
 def model_from_config(config: dict[str, Any]) -> SRModel:

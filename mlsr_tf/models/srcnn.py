@@ -42,7 +42,7 @@ def build_srcnn(scale: int = 2, channels: int = 3,
     raise ValueError(f"kernel_sizes needs len(filters) + 1 = "
                      f"{len(filters) + 1} entries, got {kernel_sizes!r}")
   inputs = keras.Input((None, None, channels), name="lr")
-  upscaled = blocks.BicubicUpsample(scale, name="bicubic")(inputs)
+  upscaled = blocks.BicubicUpsample(scale, name="bicubic", dtype=blocks.OUTPUT_DTYPE)(inputs)
   x = upscaled
   for k, width in enumerate(filters):
     x = blocks.conv(width, f"conv{k + 1}", kernel_size=kernel_sizes[k])(x)
@@ -50,7 +50,7 @@ def build_srcnn(scale: int = 2, channels: int = 3,
   outputs = blocks.conv(channels, f"conv{len(filters) + 1}",
                         kernel_size=kernel_sizes[-1])(x)
   if residual:
-    outputs = keras.layers.Add(name="sr")([outputs, upscaled])
+    outputs = keras.layers.Add(name="sr", dtype=blocks.OUTPUT_DTYPE)([outputs, upscaled])
   return registry.make_model(inputs, outputs, "srcnn", dict(
       scale=scale, channels=channels, filters=list(filters),
       kernel_sizes=list(kernel_sizes), activation=activation,

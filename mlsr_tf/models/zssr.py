@@ -27,13 +27,13 @@ def _residual_convnet(name, scale, channels, filters, num_layers, kernel_size,
   if num_layers < 2:
     raise ValueError(f"num_layers must be >= 2, got {num_layers!r}")
   inputs = keras.Input((None, None, channels), name="lr")
-  upscaled = blocks.BicubicUpsample(scale, name="bicubic")(inputs)
+  upscaled = blocks.BicubicUpsample(scale, name="bicubic", dtype=blocks.OUTPUT_DTYPE)(inputs)
   x = upscaled
   for k in range(1, num_layers):
     x = blocks.conv(filters, f"conv{k}", kernel_size=kernel_size)(x)
     x = blocks.get_activation(activation)(x)
   x = blocks.conv(channels, f"conv{num_layers}", kernel_size=kernel_size)(x)
-  outputs = keras.layers.Add(name="sr")([x, upscaled])
+  outputs = keras.layers.Add(name="sr", dtype=blocks.OUTPUT_DTYPE)([x, upscaled])
   return registry.make_model(inputs, outputs, name, dict(
       scale=scale, channels=channels, filters=filters, num_layers=num_layers,
       kernel_size=kernel_size, activation=activation))

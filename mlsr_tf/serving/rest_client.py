@@ -1,4 +1,4 @@
-"""TF Serving REST client pieces for the exported model (see ``mlsr_tf.export``).
+"""TF Serving REST client pieces for the exported model (see ``mlsr_tf.serving.export``).
 
 Request bodies use TF Serving's columnar ``"inputs"`` format (a map from the signature's
 input names to tensors written as nested lists)::

@@ -2,7 +2,7 @@
 
 `evaluate_idn_caffe` scores a Y-only network the way the IDN authors computed
 their published numbers (Hui et al., CVPR 2018, Caffe release), which differs
-from the standard protocol of `mlsr_tf.evaluate` in how the LR is made:
+from the standard protocol of `mlsr_tf.evaluation.evaluate` in how the LR is made:
 
   standard:  LR = MATLAB bicubic of the uint8 RGB HR, quantized to uint8;
   idn-caffe: Y = MATLAB `rgb2ycbcr` of the uint8 HR (uint8, i.e. rounded),
@@ -59,12 +59,28 @@ def upscale_y(model, lr_y: np.ndarray) -> np.ndarray:
   return predict(model, lr_y[:, :, None])[:, :, 0]
 
 
+def _columns_mean(per_image: list, metric: str):
+  first = per_image[0][metric]
+  if isinstance(first, dict):
+    return {c: float(np.mean([e[metric][c] for e in per_image])) for c in first}
+  return float(np.mean([e[metric] for e in per_image]))
+
+
 def evaluate_idn_caffe(model, datasets: Sequence[str], scale: int, root=None,
-                       progress: Optional[TextIO] = None) -> dict[str, dict[str, Any]]:
+                       progress: Optional[TextIO] = None,
+                       adapt_steps: Optional[Sequence[int]] = None,
+                       adapt_options: Optional[dict] = None) -> dict[str, dict[str, Any]]:
   """Scores a 1-channel network with the IDN-Caffe protocol (module docstring).
 
+  With ``adapt_steps`` (e.g. ``[0, 5, 20]``) every image is first adapted (MLSR's
+  Algorithm 2) on (LR_down, LR), LR_down being MATLAB bicubic of the protocol's float LR
+  (not quantized, like the LR itself), and scored after each step count: ``psnr``/``ssim``
+  become ``{"<steps>": value}`` as in ``mlsr_tf.evaluation.evaluate``.  ``adapt_options``
+  are keyword arguments of ``mlsr_tf.meta.adaptation.adapt_at_steps`` (``alpha``,
+  ``optimizer``, ``crops``, ``crop_size``, ``seed``).
+
   Returns:
-    The structure of `mlsr_tf.evaluate.evaluate`: {set: {"psnr", "ssim",
+    The structure of `mlsr_tf.evaluation.evaluate.evaluate`: {set: {"psnr", "ssim",
     "images", "per_image": [{"name", "psnr", "ssim"}]}}.
 
   Raises:
@@ -74,6 +90,10 @@ def evaluate_idn_caffe(model, datasets: Sequence[str], scale: int, root=None,
   if channels != 1:
     raise ValueError(f"the idn-caffe protocol is Y only: model {model.name!r} has "
                      f"{channels} channels")
+  if adapt_steps is not None:
+    from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+    from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+    bicubic = degradation_lib.bicubic(scale)
   results = {}
   for name in datasets:
     per_image = []
@@ -81,27 +101,46 @@ def evaluate_idn_caffe(model, datasets: Sequence[str], scale: int, root=None,
       start = time.perf_counter()
       hr = image_io.read_image(path)[:, :, :3]
       y_hr, lr = idn_caffe_lr(hr, scale)
-      sr = image_io.to_uint(upscale_y(model, lr)).astype(np.float64)
       y_hr = y_hr.astype(np.float64)
-      entry = {"name": path.stem, "psnr": metrics.psnr_y(sr, y_hr, scale),
-               "ssim": metrics.ssim_y(sr, y_hr, scale)}
+      if adapt_steps is None:
+        sr = image_io.to_uint(upscale_y(model, lr)).astype(np.float64)
+        entry = {"name": path.stem, "psnr": metrics.psnr_y(sr, y_hr, scale),
+                 "ssim": metrics.ssim_y(sr, y_hr, scale)}
+      else:
+        by_step = adaptation.adapt_at_steps(model, lr[:, :, None].astype(np.float32), bicubic,
+                                            adapt_steps, **(adapt_options or {}))
+        srs = {str(k): image_io.to_uint(v[:, :, 0]).astype(np.float64)
+               for k, v in sorted(by_step.items())}
+        entry = {"name": path.stem,
+                 "psnr": {k: metrics.psnr_y(sr, y_hr, scale) for k, sr in srs.items()},
+                 "ssim": {k: metrics.ssim_y(sr, y_hr, scale) for k, sr in srs.items()}}
       per_image.append(entry)
       if progress is not None:
-        print(f"[{name} {len(per_image)}] {path.stem}: psnr {entry['psnr']:.2f} "
+        psnr = entry["psnr"]
+        shown = (", ".join(f"{k}: {v:.2f}" for k, v in psnr.items())
+                 if isinstance(psnr, dict) else f"{psnr:.2f}")
+        print(f"[{name} {len(per_image)}] {path.stem}: psnr {shown} "
               f"({time.perf_counter() - start:.2f} s)", file=progress, flush=True)
-    results[name] = {"psnr": float(np.mean([e["psnr"] for e in per_image])),
-                     "ssim": float(np.mean([e["ssim"] for e in per_image])),
+    results[name] = {"psnr": _columns_mean(per_image, "psnr"),
+                     "ssim": _columns_mean(per_image, "ssim"),
                      "images": len(per_image), "per_image": per_image}
   return results
 
 
 def evaluate_with_protocol(model_name: str, weights: str, datasets: Sequence[str], scale: int,
                            protocol: str, root=None,
-                           progress: Optional[TextIO] = sys.stderr) -> dict[str, dict[str, Any]]:
-  """Builds `model_name`, loads `weights` (any format) and runs a non-standard protocol."""
+                           progress: Optional[TextIO] = sys.stderr,
+                           adapt_steps: Optional[Sequence[int]] = None,
+                           adapt_options: Optional[dict] = None,
+                           precision: str = "float32") -> dict[str, dict[str, Any]]:
+  """Builds `model_name`, loads `weights` (any format) and runs a non-standard protocol.
+
+  ``adapt_steps`` / ``adapt_options``: see :func:`evaluate_idn_caffe`; ``precision``: the
+  network's dtype policy.
+  """
   from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top  # Lazy: heavy.
   if protocol != "idn-caffe":
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS} "
-                     "(standard runs through mlsr_tf.evaluate)")
-  model = models_io.build_and_load(model_name, weights, scale, channels=1)
-  return evaluate_idn_caffe(model, datasets, scale, root, progress)
+                     "(standard runs through mlsr_tf.evaluation.evaluate)")
+  model = models_io.build_and_load(model_name, weights, scale, channels=1, precision=precision)
+  return evaluate_idn_caffe(model, datasets, scale, root, progress, adapt_steps, adapt_options)

@@ -155,12 +155,12 @@ class ExportConfig:
 
 
 def run(config: ExportConfig) -> str:
-  """Loads the model (see ``mlsr_tf.inference.load_inference_model``) and exports it."""
-  from mlsr_tf import inference  # pylint: disable=g-import-not-at-top
+  """Loads the model (see ``mlsr_tf.serving.adapt_image.load_inference_model``) and exports it."""
+  from mlsr_tf.serving import adapt_image  # pylint: disable=g-import-not-at-top
   _check_input_dtype(config.input_dtype)
   if pathlib.Path(config.output).exists():
     raise ValueError(f"export directory {config.output!r} already exists")
-  loaded = inference.load_inference_model(config.model, config.weights, config.scale)
+  loaded = adapt_image.load_inference_model(config.model, config.weights, config.scale)
   return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype)
 
 
@@ -201,7 +201,7 @@ def benchmark(config: BenchConfig, log=print) -> list:
 
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from mlsr_tf import inference  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.serving import adapt_image  # pylint: disable=g-import-not-at-top
   from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -241,7 +241,7 @@ def benchmark(config: BenchConfig, log=print) -> list:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
-  loaded = inference.load_inference_model(config.model, config.weights)
+  loaded = adapt_image.load_inference_model(config.model, config.weights)
   export_dir = workdir / "savedmodel"
   shutil.rmtree(export_dir, ignore_errors=True)
   export_savedmodel(loaded.model, export_dir, loaded.scale)
@@ -249,7 +249,7 @@ def benchmark(config: BenchConfig, log=print) -> list:
   size, steps, rate = config.compare_size, config.compare_steps, config.learning_rate
   lr = synthetic.demo_image(size, size)
   if loaded.channels == 1:
-    lr = (inference.rgb_to_ycbcr(lr / 255.0)[:, :, :1] * 255).round().astype(np.uint8)
+    lr = (adapt_image.rgb_to_ycbcr(lr / 255.0)[:, :, :1] * 255).round().astype(np.uint8)
   lr = image_io.to_float(lr)
   feeds = dict(lr=tf.constant(lr[None]), steps=tf.constant(steps, tf.int32),
                learning_rate=tf.constant(rate, tf.float32), kernel=tf.zeros([0, 0]))

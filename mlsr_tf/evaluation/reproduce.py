@@ -7,7 +7,7 @@ exact ``config.json`` into ``out_dir``.  ``tools/reproduce.py`` is its command l
 
 Pipeline (data flows one way): HR benchmark images (optionally a subset and a
 centre crop) -> degradation (bicubic, or one unseen 5x5 test kernel per image from
-``kernel_split('test')``) -> meta-training with :func:`mlsr_tf.meta_train.run`
+``kernel_split('test')``) -> meta-training with :func:`mlsr_tf.training.meta_train.run`
 (resumable; skipped when the run is complete or when weights are given) ->
 adaptation with :func:`mlsr_tf.meta.adaptation.adapt_at_steps` (one run per image,
 read out at every step count of the table and of the curve) -> PSNR/SSIM on Y
@@ -16,7 +16,7 @@ read out at every step count of the table and of the curve) -> PSNR/SSIM on Y
 Methods (rows of a table) are :class:`Method` entries: ``base`` (the imported
 network, no adaptation), ``finetune`` (the imported network adapted with the same
 SGD loop: the paper's naive "Finetune" baseline), ``meta`` (a meta-trained network,
-MLSR), ``bicubic`` and ``zssr`` (:mod:`mlsr_tf.zssr`).  Pixel values are [0, 1];
+MLSR), ``bicubic`` and ``zssr`` (:mod:`mlsr_tf.evaluation.zssr`).  Pixel values are [0, 1];
 step sizes are for that range (``maml.alpha_for_pixel_range`` converts the
 paper's 0..255 values).
 """
@@ -175,7 +175,7 @@ class TableConfig:
                            f"got {value!r}")
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.curve_steps):
       raise ValueError(f"curve_steps must be non-negative integers, got {self.curve_steps!r}")
-    from mlsr_tf import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
+    from mlsr_tf.evaluation import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
     try:
       zssr_lib.ZSSRConfig(**self.zssr).validate()
     except TypeError as e:
@@ -295,7 +295,7 @@ def center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
 
   The same crop as meta-training's validation images.
   """
-  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
   return meta_train._center_crop(image, size, multiple)  # pylint: disable=protected-access
 
 
@@ -347,7 +347,7 @@ def score(hr: np.ndarray, sr: np.ndarray, shave: int) -> tuple:
 
 def meta_train_config(config: TableConfig, run: MetaRun, workdir: pathlib.Path):
   """The ``MetaTrainConfig`` of ``run`` (ImageSets become folders of links)."""
-  from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
   run_dir = workdir / run.name
   data, validation = run.data, run.validation
   if isinstance(data, ImageSet):
@@ -436,7 +436,7 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
     if run.name in meta_weights:
       meta_info[run.name] = {"weights": str(meta_weights[run.name]), "trained_here": False}
       continue
-    from mlsr_tf import meta_train  # pylint: disable=g-import-not-at-top
+    from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
     log(f"meta-training {run.name} ({run.iterations} iterations) in {workdir / run.name}")
     run_began = time.time()
     summary = meta_train.run(meta_train_config(config, run, workdir), log=log)
@@ -481,7 +481,7 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
 
 
 def _zssr_upscaler(config: TableConfig, log):
-  from mlsr_tf import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.evaluation import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
   zssr_config = zssr_lib.ZSSRConfig(**config.zssr)
 
   def upscale(lr, degradation):

@@ -44,7 +44,7 @@ from typing import Callable
 
 import numpy as np
 
-from mlsr_tf import checkpoint as checkpoint_lib
+from mlsr_tf.training import checkpoint as checkpoint_lib
 from mlsr_tf.meta import maml
 
 
@@ -84,6 +84,19 @@ class MetaTrainConfig:
   seed: int = 0
   backend: str = "tensorflow"
   jit_compile: bool = False
+  # Layer dtype policy (mlsr_tf.models.registry.PRECISIONS): "mixed_bfloat16" computes in
+  # bfloat16 (AMX on CPUs that have it); theta, Adam state and saved weights stay float32.
+  precision: str = "float32"
+  # Outer objective (maml.MetaObjective): query-loss weights after 0..k inner steps (empty:
+  # the paper's final step only; index 0 > 0 anchors the un-adapted network to the
+  # supervised LR -> HR loss), and learned per-step, per-tensor inner step sizes.
+  query_weights: tuple = ()
+  learn_step_sizes: bool = False
+  step_size_learning_rate: float = 1e-2
+
+  def objective(self) -> maml.MetaObjective:
+    return maml.MetaObjective(tuple(self.query_weights), self.learn_step_sizes,
+                              self.step_size_learning_rate)
 
   def validate(self) -> None:
     """Raises ValueError (repeating the value) for inconsistent settings."""
@@ -121,6 +134,9 @@ class MetaTrainConfig:
     for spec in self.validation_degradations:
       degradation_lib.parse_degradation(spec, self.scale)
     maml.LossConfig(self.loss, self.pixel_range)
+    from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+    registry.check_precision(self.precision)
+    self.objective().validate(self.inner_steps)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -138,7 +154,7 @@ def build_model(config: MetaTrainConfig):
   if weights is None or str(weights).endswith(".weights.h5"):
     from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
     model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
-                                 **config.model_kwargs)
+                                 precision=config.precision, **config.model_kwargs)
     if weights is not None:
       if not os.path.isfile(weights):
         raise ValueError(f"no such weights file: {str(weights)!r}")
@@ -146,7 +162,8 @@ def build_model(config: MetaTrainConfig):
     return model
   from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
   return models_io.build_and_load(config.model, config.weights, scale=config.scale,
-                                  channels=config.channels, **config.model_kwargs)
+                                  channels=config.channels, precision=config.precision,
+                                  **config.model_kwargs)
 
 
 def make_trainer(model, config: MetaTrainConfig, strategy=None):
@@ -154,12 +171,15 @@ def make_trainer(model, config: MetaTrainConfig, strategy=None):
   backend = maml.get_backend(config.backend)
   alphas = maml.step_sizes(config.alpha, config.inner_steps)
   loss_config = maml.LossConfig(config.loss, config.pixel_range)
+  objective = config.objective()
   if backend.name == "tensorflow":
     from mlsr_tf.meta import backend_tf  # pylint: disable=g-import-not-at-top
     return backend_tf.MetaTrainer(model, alphas, config.beta, config.order, loss_config,
-                                  jit_compile=config.jit_compile, strategy=strategy)
+                                  jit_compile=config.jit_compile, strategy=strategy,
+                                  objective=objective)
   from mlsr_tf.meta import backend_jax  # pylint: disable=g-import-not-at-top
-  return backend_jax.MetaTrainer(model, alphas, config.beta, config.order, loss_config)
+  return backend_jax.MetaTrainer(model, alphas, config.beta, config.order, loss_config,
+                                 objective=objective)
 
 
 def make_task_sampler(config: MetaTrainConfig, channels: int):
@@ -227,8 +247,11 @@ def validation_set(config: MetaTrainConfig, channels: int) -> dict:
   return result
 
 
-def validate(model, validation: dict, config: MetaTrainConfig) -> dict:
-  """Mean PSNR per set: ``{set: {"bicubic", "base", "adapted"}}`` (Y, shave = scale)."""
+def validate(model, validation: dict, config: MetaTrainConfig, step_sizes=None) -> dict:
+  """Mean PSNR per set: ``{set: {"bicubic", "base", "adapted"}}`` (Y, shave = scale).
+
+  ``step_sizes``: learned ``[k, P]`` step sizes to adapt with (default: ``config.alpha``).
+  """
   from mlsr_tf import metrics  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import imresize  # pylint: disable=g-import-not-at-top
@@ -239,7 +262,8 @@ def validate(model, validation: dict, config: MetaTrainConfig) -> dict:
     for _, hr, lr, deg in items:
       bicubic = np.clip(imresize.imresize(lr, config.scale), 0, 1)
       outputs = adaptation.adapt_at_steps(
-          model, lr, deg, steps=(0, config.validation_steps), alpha=config.alpha,
+          model, lr, deg, steps=(0, config.validation_steps),
+          alpha=config.alpha if step_sizes is None else step_sizes,
           loss=config.loss, pixel_range=config.pixel_range, seed=config.seed)
       for key, sr in (("bicubic", bicubic), ("base", outputs[0]),
                       ("adapted", outputs[config.validation_steps])):
@@ -269,6 +293,19 @@ def save_checkpoint(workdir: pathlib.Path, trainer, iteration: int,
                       state={"iteration": iteration, "config": dataclasses.asdict(config)},
                       optimizer_arrays=trainer.get_state())
   save_weights(trainer.model, workdir / "model.weights.h5")
+  save_step_sizes(trainer, workdir / STEP_SIZES_FILE)
+
+
+STEP_SIZES_FILE = "step_sizes.json"
+
+
+def save_step_sizes(trainer, path: pathlib.Path) -> None:
+  """The learned step sizes beside the weights (nothing when they are not learned)."""
+  matrix = trainer.step_sizes()
+  if matrix is not None:
+    from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+    path.parent.mkdir(parents=True, exist_ok=True)
+    step_sizes_lib.save(path, trainer.model, matrix)
 
 
 def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
@@ -278,7 +315,7 @@ def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) 
     return 0
   state = json.loads((directory / "state.json").read_text())
   saved = state["config"]
-  for key in ("model", "scale", "channels", "model_kwargs"):
+  for key in ("model", "scale", "channels", "model_kwargs", "inner_steps", "learn_step_sizes"):
     if saved.get(key) != getattr(config, key):
       raise ValueError(f"workdir {str(workdir)!r} holds a run with {key}={saved.get(key)!r}, "
                        f"not {getattr(config, key)!r}")
@@ -374,7 +411,7 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     nonlocal last_validation
     trainer.write_to_model()
     began = time.time()
-    last_validation = validate(model, validation, config)
+    last_validation = validate(model, validation, config, trainer.step_sizes())
     for set_name, scores in last_validation.items():
       log(f"validation {iteration}: {set_name} bicubic {scores['bicubic']:.3f} dB, "
           f"base {scores['base']:.3f} dB, adapted ({config.validation_steps} steps) "
@@ -384,6 +421,7 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     _append_jsonl(metrics_path, {"iteration": iteration, "validation": last_validation})
     if config.keep_validated_weights:
       save_weights(model, workdir / "validated" / f"iteration_{iteration:06d}.weights.h5")
+      save_step_sizes(trainer, workdir / "validated" / f"iteration_{iteration:06d}.step_sizes.json")
 
   if validation and start == 0:
     run_validation(0)
@@ -405,10 +443,17 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     if done % config.log_every == 0 or done == config.iterations:
       per_iteration = float(np.mean(window[-config.log_every:]))
       eta = per_iteration * (config.iterations - done)
+      learned = trainer.step_sizes()
+      if learned is not None:
+        metrics = dict(metrics, step_size_mean=float(learned.mean()),
+                       step_size_min=float(learned.min()), step_size_max=float(learned.max()))
       log(f"iteration {done}/{config.iterations}: meta loss {metrics['meta_loss']:.6g}, "
           f"support loss {metrics['support_loss_before']:.6g} -> "
           f"{metrics['support_loss_after']:.6g}, {per_iteration:.2f} s/it, "
-          f"ETA {_format_seconds(eta)}")
+          f"ETA {_format_seconds(eta)}"
+          + ("" if learned is None else
+             f", step sizes {learned.min():.3g}..{learned.max():.3g} "
+             f"(mean {learned.mean():.3g})"))
       _write_summaries(writer, done, {f"train/{k}": v for k, v in metrics.items()})
       _append_jsonl(metrics_path, dict(metrics, iteration=done, seconds=per_iteration))
     if done % config.checkpoint_every == 0 or done == config.iterations:

@@ -34,14 +34,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mlsr_tf import checkpoint
+from mlsr_tf.training import checkpoint
 from mlsr_tf import paths
 from mlsr_tf.data import datasets  # noqa
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import sampling
 
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -96,8 +94,8 @@ class TrainConfig:
       raise ValueError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
     if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
       raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-    if self.precision not in PRECISIONS:
-      raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+    from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+    registry.check_precision(self.precision)
 
 
 # ----------------------------------------------------------------------------- data
@@ -194,18 +192,12 @@ def validate_psnr(model, scale: int, channels: int, names, root) -> dict:
 def build(config: TrainConfig):
   """Builds the model (and loads initial weights) for ``config``.
 
-  Layers take ``config.precision`` as their dtype policy; the global policy is restored
-  afterwards (the weights stay float32, so the saved files do not depend on it).
+  Layers take ``config.precision`` as their dtype policy; the weights stay float32, so the
+  saved files do not depend on it.
   """
-  import keras  # pylint: disable=g-import-not-at-top
   from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy(config.precision)
-  try:
-    model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
-                                 **config.model_kwargs)
-  finally:
-    keras.config.set_dtype_policy(previous)
+  model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
+                               precision=config.precision, **config.model_kwargs)
   if config.weights:
     from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
     models_io.load_weights_into(model, config.weights)

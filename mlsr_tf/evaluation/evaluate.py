@@ -166,7 +166,8 @@ class EvalConfig:
     output_format: ``markdown`` or ``json`` (JSON summary as the last stdout line).
     options: extra settings for registered upscalers (e.g. adaptation steps).
     protocol: ``standard`` or ``idn-caffe`` (Y only, float-bicubic LR on Y, as
-      the IDN authors scored; see ``mlsr_tf.sr_inference``; network models only).
+      the IDN authors scored; see ``mlsr_tf.evaluation.idn_protocol``; network models only).
+    precision: a network's dtype policy (``mlsr_tf.models.registry.PRECISIONS``).
   """
   model: str = "bicubic"
   weights: Optional[str] = None
@@ -177,6 +178,7 @@ class EvalConfig:
   output_format: str = "markdown"
   options: Dict[str, Any] = dataclasses.field(default_factory=dict)
   protocol: str = "standard"
+  precision: str = "float32"
 
 
 UpscalerFactory = Callable[[EvalConfig, degradation_lib.Degradation], UpscaleFn]
@@ -229,7 +231,8 @@ def _network_upscaler(config: EvalConfig, degradation) -> UpscaleFn:
   except ImportError as e:
     raise ValueError(
         f"model {config.model!r}: network models need mlsr_tf.models_io ({e})") from e
-  model = models_io.build_and_load(config.model, config.weights, config.scale, None)
+  model = models_io.build_and_load(config.model, config.weights, config.scale, None,
+                                   precision=config.precision)
   return model_upscale_fn(model)
 
 
@@ -264,14 +267,25 @@ def run(config: EvalConfig, stdout: Optional[TextIO] = None,
   for name in names:
     datasets_lib.find_dataset(name, config.data_root)  # Fail before any work.
   if config.protocol == "idn-caffe":
-    if not degradation.is_bicubic or config.model in _UPSCALERS or not config.weights:
+    # A registered network with weights, on bicubic LR; adaptation comes as options.
+    from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+    if (not degradation.is_bicubic or config.model not in registry.list_models()
+        or not config.weights):
       raise ValueError(f"protocol 'idn-caffe' needs a network model with --weights and the "
                        f"bicubic degradation, got model {config.model!r}, weights "
                        f"{config.weights!r}, degradation {config.degradation!r}")
-    from mlsr_tf import sr_inference  # Lazy: the models stack is optional here.
-    results = sr_inference.evaluate_with_protocol(
+    from mlsr_tf.evaluation import idn_protocol  # Lazy: the models stack is optional here.
+    options = dict(config.options)
+    adapt_steps = options.get("adapt_steps")
+    adapt_options = None
+    if adapt_steps is not None:
+      adapt_options = {key: options[name] for key, name in (
+          ("alpha", "alpha"), ("optimizer", "finetune"), ("crops", "crops"),
+          ("crop_size", "crop_size"), ("seed", "seed")) if options.get(name) is not None}
+    results = idn_protocol.evaluate_with_protocol(
         config.model, config.weights, names, config.scale, config.protocol,
-        config.data_root, progress=stderr)
+        config.data_root, progress=stderr, adapt_steps=adapt_steps,
+        adapt_options=adapt_options, precision=config.precision)
   elif config.protocol == "standard":
     upscale_fn = make_upscale_fn(config, degradation)
     results = evaluate(upscale_fn, names, config.scale, degradation,

@@ -1,0 +1,1 @@
+"""Evaluation stage: benchmark scoring, the IDN authors' protocol, the paper's tables, the ZSSR baseline."""

@@ -1,0 +1,1 @@
+"""Training stage: supervised pretraining, meta-training (Algorithm 1), checkpoints."""
