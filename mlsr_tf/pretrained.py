@@ -8,7 +8,9 @@ one) next to its weights:
    "adaptation": {"steps": 5, "alpha": 0.01}}
 
 ``adaptation`` holds the recommended test-time settings (``tools/adapt_image.py`` defaults,
-from the model card).  These weights were trained by this project from random
+from the model card); a meta-trained model with learned step sizes also names their file,
+``"step_sizes": "<name>.step_sizes.json"`` (:mod:`mlsr_tf.meta.step_sizes`), which then
+replaces ``alpha`` unless the user gives one.  These weights were trained by this project from random
 initialisation; see ``pretrained/MODEL_CARD.md`` for how.
 """
 
@@ -37,6 +39,7 @@ class PretrainedSpec:
   adaptation_steps: int = 5
   adaptation_alpha: float = 0.01
   adaptation: dict = dataclasses.field(default_factory=dict)
+  step_sizes: Optional[pathlib.Path] = None  # Learned [k, P] step sizes (JSON), if any.
 
 
 def spec_path(name: str = DEFAULT_NAME) -> pathlib.Path:
@@ -60,7 +63,9 @@ def load_spec(name_or_path: str = DEFAULT_NAME) -> PretrainedSpec:
         weights=(path.parent / raw["weights"]).resolve(), sha256=raw.get("sha256"),
         model_kwargs=dict(raw.get("model_kwargs", {})),
         adaptation_steps=int(adaptation.get("steps", 5)),
-        adaptation_alpha=float(adaptation.get("alpha", 0.01)), adaptation=adaptation)
+        adaptation_alpha=float(adaptation.get("alpha", 0.01)), adaptation=adaptation,
+        step_sizes=((path.parent / adaptation["step_sizes"]).resolve()
+                    if adaptation.get("step_sizes") else None))
   except (KeyError, TypeError, ValueError) as error:
     raise ValueError(f"malformed pretrained spec {path}: {error!r}") from error
 
@@ -95,6 +100,19 @@ def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True,
                                precision=precision, **spec.model_kwargs)
   model.load_weights(str(spec.weights))
   return model, spec
+
+
+def load_step_sizes(spec: PretrainedSpec, model):
+  """The spec's learned ``[k, P]`` step sizes for ``model`` (None if it has none).
+
+  Raises:
+    ValueError: a missing file, or step sizes that do not fit the network or are not
+      finite and >= 0 (the message names the file).
+  """
+  if spec.step_sizes is None:
+    return None
+  from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+  return step_sizes_lib.load(spec.step_sizes, model)
 
 
 def resolve(model: str, weights: Optional[str]):

@@ -225,3 +225,23 @@ def test_benchmark_savedmodel_row(tmp_path):
       compare_size=24, compare_steps=2, workdir=str(tmp_path / "work")), log=lambda row: None)
   assert rows[-1]["what"] == "savedmodel_vs_python"
   assert rows[-1]["max_abs_difference"] < 1e-4 and rows[-1]["savedmodel_seconds"] > 0
+
+
+def test_adapt_learned_signature_uses_the_learned_step_sizes(tmp_path, inputs):
+  """A model with learned step sizes exports ``adapt_learned``; step i uses row
+  min(i, k - 1), as mlsr_tf.meta.adaptation does."""
+  model = registry.build_model("tiny", scale=2)
+  count = len(model.trainable_variables)
+  learned = np.full((2, count), 0.05, np.float32)
+  learned[1, :] = 0.2
+  target = export.export_savedmodel(model, tmp_path / "m" / "1", 2, step_sizes=learned)
+  loaded = tf.saved_model.load(target)
+  assert set(loaded.signatures) == set(export.SIGNATURES) | {export.LEARNED_SIGNATURE}
+  lr, _ = inputs
+  served = loaded.signatures["adapt_learned"](
+      lr=tf.constant(lr), steps=tf.constant(3, tf.int32),
+      kernel=tf.zeros((0, 0), tf.float32))["sr"].numpy()
+  expected = adaptation.adapt(model, lr[0], deg.bicubic(2), 3, learned)
+  np.testing.assert_allclose(served[0], expected, atol=1e-4)
+  uniform = adaptation.adapt(model, lr[0], deg.bicubic(2), 3, 0.05)
+  assert np.abs(expected - uniform).max() > 1e-4  # The rows differ in effect.

@@ -97,10 +97,18 @@ def test_uint8_request_values():
     (dict(steps=2), "serving_default"),
     (dict(signature="predict"), "'predict'"),
     (dict(input_dtype="int8"), "'int8'"),
+    (dict(signature="adapt_learned", steps=2, learning_rate=0.1), "learned step sizes"),
+    (dict(signature="adapt_learned"), "steps"),
 ])
 def test_bad_requests(image, kwargs, pattern):
   with pytest.raises(ValueError, match=pattern):
     rest_client.build_predict_request(image, **kwargs)
+
+
+def test_adapt_learned_request_has_no_learning_rate(image):
+  request = rest_client.build_predict_request(image, "adapt_learned", steps=3)
+  assert request["signature_name"] == "adapt_learned"
+  assert sorted(request["inputs"]) == ["kernel", "lr", "steps"]
 
 
 def test_parse_predict_response():

@@ -182,8 +182,9 @@ def per_parameter(alpha, count: int) -> list:
   """
   shape = getattr(alpha, "shape", None)
   if isinstance(alpha, (list, tuple)) or (shape is not None and len(shape) == 1):
-    if len(alpha) != count:
-      raise ValueError(f"got {len(alpha)} per-parameter step sizes for {count} parameters")
+    size = len(alpha) if isinstance(alpha, (list, tuple)) else shape[0]
+    if size is not None and size != count:
+      raise ValueError(f"got {size} per-parameter step sizes for {count} parameters")
     return [alpha[j] for j in range(count)]
   return [alpha] * count
 

@@ -85,6 +85,8 @@ class InferenceModel:
     steps: default number of adaptation steps (model card, or :data:`DEFAULT_STEPS`).
     alpha: default SGD step size for [0, 1] pixels (model card, or :data:`DEFAULT_ALPHA`).
     description: what was loaded, for logs.
+    step_sizes: learned ``[k, P]`` step sizes shipped with a meta-trained model (used
+      instead of ``alpha`` unless one is given), else None.
   """
   model: object
   scale: int
@@ -92,6 +94,7 @@ class InferenceModel:
   steps: int
   alpha: float
   description: str
+  step_sizes: Optional[np.ndarray] = None
 
 
 def _model_channels(model) -> int:
@@ -154,7 +157,8 @@ def load_inference_model(model: str = "default", weights: Optional[str] = None,
   if scale is not None and int(scale) != spec.scale:
     raise ValueError(f"--scale {scale} conflicts with model {model!r}, which is x{spec.scale}")
   return InferenceModel(network, spec.scale, spec.channels, spec.adaptation_steps,
-                        spec.adaptation_alpha, f"{spec.model} x{spec.scale} ({model})")
+                        spec.adaptation_alpha, f"{spec.model} x{spec.scale} ({model})",
+                        pretrained.load_step_sizes(spec, network))
 
 
 # Measured receptive radius per model (weak: models can be freed).
@@ -224,6 +228,11 @@ class AdaptOptions:
   tile: Optional[int] = None
   overlap: Optional[int] = None  # None: the network's receptive radius.
   seed: int = 0
+  step_sizes: Optional[np.ndarray] = None  # Learned [k, P] step sizes: replace alpha.
+
+  def step_size_argument(self):
+    """What ``adaptation.adapt_parameters`` takes as ``alpha``."""
+    return float(self.alpha) if self.step_sizes is None else self.step_sizes
 
 
 def check_options(options: AdaptOptions, scale: int) -> None:
@@ -259,11 +268,11 @@ def _adapt_network_input(model, image: np.ndarray, degradation, options: AdaptOp
                 progress=on_step)
   if options.tile is None or options.tile >= max(image.shape[:2]):
     return adaptation.adapt(model, image, degradation, int(options.steps),
-                            float(options.alpha), **kwargs)
+                            options.step_size_argument(), **kwargs)
   # Tiled: the same adaptation as `adapt` (its own two halves), then a tiled forward pass.
   params = adaptation.adapt_parameters(
       model, adaptation.make_lr_down(image, degradation), image, int(options.steps),
-      float(options.alpha), **kwargs)
+      options.step_size_argument(), **kwargs)
   overlap = options.overlap
   if overlap is None:
     if model not in _RADIUS_CACHE:
@@ -482,7 +491,8 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
       steps=loaded.steps if config.steps is None else config.steps,
       alpha=loaded.alpha if config.alpha is None else config.alpha,
       crops=config.crops, crop_size=config.crop_size, tile=config.tile,
-      overlap=config.overlap, seed=config.seed)
+      overlap=config.overlap, seed=config.seed,
+      step_sizes=loaded.step_sizes if config.alpha is None else None)
   check_options(options, scale)
   if config.demo:
     gt = synthetic.demo_image(384, 512)

@@ -8,6 +8,10 @@ Serving uses), a SavedModel with two signatures:
   * input ``lr``: ``[N, H, W, C]`` (any N, H, W);
   * output ``sr``: ``[N, s*H, s*W, C]``.
 
+``adapt_learned`` (only for a model shipped with learned step sizes,
+:mod:`mlsr_tf.meta.step_sizes`): the same as ``adapt`` without ``learning_rate``: step ``i``
+uses the learned per-tensor step sizes of row ``min(i, k - 1)``.
+
 ``adapt``: MLSR's Algorithm 2 inside the graph, then super-resolution.
   * ``lr``: ``[1, H, W, C]`` (one image: the network is adapted to it);
   * ``steps``: int32 scalar, number of SGD steps (0: same as ``serving_default``);
@@ -43,6 +47,7 @@ from typing import Optional
 
 INPUT_DTYPES = ("float32", "uint8")
 SIGNATURES = ("serving_default", "adapt")
+LEARNED_SIGNATURE = "adapt_learned"  # Only with learned step sizes.
 
 
 def _check_input_dtype(input_dtype: str) -> str:
@@ -51,8 +56,13 @@ def _check_input_dtype(input_dtype: str) -> str:
   return input_dtype
 
 
-def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
-  """The two signature functions and their input specs: ``{name: (fn, [TensorSpec])}``."""
+def make_signature_functions(model, scale: int, input_dtype: str = "float32",
+                             step_sizes=None):
+  """The signature functions and their input specs: ``{name: (fn, [TensorSpec])}``.
+
+  ``step_sizes``: a learned ``[k, P]`` matrix adds the ``adapt_learned`` signature.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import imresize as imresize_lib  # pylint: disable=g-import-not-at-top
@@ -80,17 +90,17 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
     apply_fn = maml.make_apply_fn(model)
     return {"sr": from_float(apply_fn(current_params(), to_float(lr)))}
 
-  def adapt(lr, steps, learning_rate, kernel):
+  def adapted_sr(lr, steps, kernel, step_size, finite_check):
+    """Algorithm 2 in the graph; ``step_size(i)`` is step i's size (scalar or [P])."""
     x = to_float(lr)
     checks = [
         tf.debugging.assert_equal(tf.shape(x)[0], 1, message="adapt takes one image: lr "
                                   "must be [1, H, W, C]"),
         tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
-        tf.debugging.assert_all_finite(learning_rate, "learning_rate must be finite"),
         tf.debugging.assert_equal(
             tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0), True,
             message="kernel must be empty (bicubic) or have a positive sum"),
-    ]
+    ] + finite_check
     with tf.control_dependencies(checks):
       x = tf.identity(x)
     lr_down = tf.cond(
@@ -100,25 +110,43 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
     step = adaptation.make_sgd_step(model)
 
     def body(i, *params):
-      new_params, _ = step(list(params), lr_down, x, learning_rate)
+      new_params, _ = step(list(params), lr_down, x, step_size(i))
       return (i + 1, *new_params)
 
     params = tf.while_loop(lambda i, *_: i < steps, body,
                            (tf.constant(0, tf.int32), *current_params()))[1:]
     return {"sr": from_float(maml.make_apply_fn(model)(list(params), x))}
 
-  return {
+  def adapt(lr, steps, learning_rate, kernel):
+    return adapted_sr(lr, steps, kernel, lambda i: learning_rate,
+                      [tf.debugging.assert_all_finite(learning_rate,
+                                                      "learning_rate must be finite")])
+
+  image_spec = tf.TensorSpec([1, None, None, channels], dtype, name="lr")
+  steps_spec = tf.TensorSpec([], tf.int32, name="steps")
+  kernel_spec = tf.TensorSpec([None, None], tf.float32, name="kernel")
+  functions = {
       "serving_default": (serve, [tf.TensorSpec([None, None, None, channels], dtype,
                                                 name="lr")]),
-      "adapt": (adapt, [tf.TensorSpec([1, None, None, channels], dtype, name="lr"),
-                        tf.TensorSpec([], tf.int32, name="steps"),
-                        tf.TensorSpec([], tf.float32, name="learning_rate"),
-                        tf.TensorSpec([None, None], tf.float32, name="kernel")]),
+      "adapt": (adapt, [image_spec, steps_spec,
+                        tf.TensorSpec([], tf.float32, name="learning_rate"), kernel_spec]),
   }
+  if step_sizes is not None:
+    learned = tf.constant(np.asarray(step_sizes, np.float32))
+    last = int(learned.shape[0]) - 1
+
+    def adapt_learned(lr, steps, kernel):
+      return adapted_sr(lr, steps, kernel, lambda i: learned[tf.minimum(i, last)], [])
+
+    functions[LEARNED_SIGNATURE] = (adapt_learned, [image_spec, steps_spec, kernel_spec])
+  return functions
 
 
-def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32") -> str:
-  """Writes the SavedModel (both signatures) to ``output_dir``; returns its path.
+def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32",
+                      step_sizes=None) -> str:
+  """Writes the SavedModel (all signatures) to ``output_dir``; returns its path.
+
+  ``step_sizes``: the model's learned ``[k, P]`` step sizes, if any (``adapt_learned``).
 
   The directory is written next to the target and renamed into place, so a failure leaves
   no half-written model; an existing ``output_dir`` is an error (never overwritten).
@@ -133,7 +161,8 @@ def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32
   parent.mkdir(parents=True, exist_ok=True)
   archive = keras.export.ExportArchive()
   archive.track(model)
-  for name, (fn, specs) in make_signature_functions(model, scale, input_dtype).items():
+  for name, (fn, specs) in make_signature_functions(model, scale, input_dtype,
+                                                    step_sizes).items():
     archive.add_endpoint(name=name, fn=fn, input_signature=specs)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=parent))
   try:
@@ -161,7 +190,8 @@ def run(config: ExportConfig) -> str:
   if pathlib.Path(config.output).exists():
     raise ValueError(f"export directory {config.output!r} already exists")
   loaded = adapt_image.load_inference_model(config.model, config.weights, config.scale)
-  return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype)
+  return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype,
+                           loaded.step_sizes)
 
 
 @dataclasses.dataclass

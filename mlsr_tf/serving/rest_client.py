@@ -33,7 +33,8 @@ from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
 
-SIGNATURES = ("serving_default", "adapt")
+# adapt_learned: only in exports of a model with learned step sizes (no learning_rate).
+SIGNATURES = ("serving_default", "adapt", "adapt_learned")
 INPUT_DTYPES = ("float32", "uint8")
 
 
@@ -55,8 +56,10 @@ def build_predict_request(image: np.ndarray, signature: str = "serving_default",
 
   Args:
     image: HWC (or HW) uint8/uint16, or float in [0, 1]; the model's channels (RGB or Y).
-    signature: "serving_default" or "adapt".
-    steps, learning_rate: required for "adapt" (steps >= 0, finite rate >= 0).
+    signature: "serving_default", "adapt" or "adapt_learned" (exports of a model with
+      learned step sizes).
+    steps, learning_rate: required for "adapt" (steps >= 0, finite rate >= 0); steps
+      only for "adapt_learned".
     kernel: for "adapt": None / "bicubic", a ``[k, k]`` array, or a
       ``gaussian:SX,SY,THETA`` / ``.mat`` / ``.npy`` spec (normalised to sum 1).
     input_dtype: the export's pixel type, "float32" ([0, 1]) or "uint8" (0..255).
@@ -81,13 +84,18 @@ def build_predict_request(image: np.ndarray, signature: str = "serving_default",
   else:
     lr = values[None].astype(np.float32).tolist()
   inputs = {"lr": lr}
-  if signature == "adapt":
+  if signature in ("adapt", "adapt_learned"):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-      raise ValueError(f"adapt needs steps, a non-negative integer, got {steps!r}")
-    if learning_rate is None or not (math.isfinite(learning_rate) and learning_rate >= 0):
+      raise ValueError(f"{signature} needs steps, a non-negative integer, got {steps!r}")
+    inputs.update(steps=int(steps), kernel=_kernel_list(kernel))
+    if signature == "adapt_learned":
+      if learning_rate is not None:
+        raise ValueError(f"adapt_learned uses the model's learned step sizes; got "
+                         f"learning_rate={learning_rate!r}")
+    elif learning_rate is None or not (math.isfinite(learning_rate) and learning_rate >= 0):
       raise ValueError(f"adapt needs learning_rate, finite and >= 0, got {learning_rate!r}")
-    inputs.update(steps=int(steps), learning_rate=float(learning_rate),
-                  kernel=_kernel_list(kernel))
+    else:
+      inputs["learning_rate"] = float(learning_rate)
   elif steps is not None or learning_rate is not None or kernel is not None:
     raise ValueError(f"steps/learning_rate/kernel are for the adapt signature, not "
                      f"{signature!r}")

@@ -1,0 +1,100 @@
+"""Tests of learned step sizes (mlsr_tf.meta.step_sizes) and their use in adaptation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlsr_tf.data import degradation as degradation_lib
+from mlsr_tf.meta import adaptation
+from mlsr_tf.meta import step_sizes
+from mlsr_tf.meta import testing
+from mlsr_tf.serving import adapt_image
+
+
+def _box_down(image, scale=2):
+  h, w = image.shape[0] // scale, image.shape[1] // scale
+  return image[:h * scale, :w * scale].reshape(h, scale, w, scale, -1).mean(axis=(1, 3))
+
+
+@pytest.fixture(name="lr")
+def fixture_lr():
+  rng = np.random.default_rng(0)
+  return rng.uniform(0, 1, (24, 24, 1)).astype(np.float32)
+
+
+def test_constant_matrix_equals_scalar_alpha_and_rows_beyond_k_repeat(lr):
+  model = testing.tiny_sr_net()
+  count = len(model.trainable_variables)
+  scalar = adaptation.adapt(model, lr, _box_down, steps=3, alpha=0.3)
+  matrix = adaptation.adapt(model, lr, _box_down, steps=3, alpha=np.full((1, count), 0.3))
+  np.testing.assert_allclose(matrix, scalar, rtol=1e-6, atol=1e-6)
+  # Per-tensor sizes act per tensor: zero for every tensor but the last changes less.
+  only_last = np.zeros((2, count))
+  only_last[:, -1] = 0.3
+  partial = adaptation.adapt(model, lr, _box_down, steps=3, alpha=only_last)
+  plain = adaptation.adapt(model, lr, _box_down, steps=0, alpha=0.3)
+  assert 0 < np.abs(partial - plain).max() < np.abs(scalar - plain).max() + 1e-6
+  per_step = [np.asarray(a) for a in step_sizes.schedule(only_last, 3, count)]
+  np.testing.assert_allclose(per_step[2], only_last[1], rtol=1e-6)  # Step 3: the last row.
+  with pytest.raises(ValueError, match="adam"):
+    adaptation.adapt(model, lr, _box_down, steps=1, alpha=only_last, optimizer="adam")
+
+
+def test_save_load_round_trip_and_refusals(tmp_path):
+  model = testing.tiny_sr_net()
+  count = len(model.trainable_variables)
+  matrix = np.linspace(0.1, 0.5, 2 * count).reshape(2, count)
+  path = tmp_path / "s.step_sizes.json"
+  step_sizes.save(path, model, matrix)
+  np.testing.assert_allclose(step_sizes.load(path, model), matrix, rtol=1e-6)
+  assert not list(tmp_path.glob("tmp-*"))
+  data = json.loads(path.read_text())
+  for mutate, pattern in [
+      (lambda d: d.update(step_sizes=[[float("nan")] * count]), "finite"),
+      (lambda d: d.update(step_sizes=[[-0.1] * count]), "finite and >= 0"),
+      (lambda d: d.update(step_sizes=[[0.1] * (count - 1)]), r"do not fit"),
+      (lambda d: d.update(variables=d["variables"][::-1]), "other variables"),
+      (lambda d: d.update(format="x"), "not a mlsr_tf.step_sizes/1 file")]:
+    bad = json.loads(json.dumps(data))
+    mutate(bad)
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=pattern) as error:
+      step_sizes.load(bad_path, model)
+    assert "bad.json" in str(error.value)
+  (tmp_path / "garbage.json").write_text("{not json")
+  with pytest.raises(ValueError, match="garbage.json.*not readable"):
+    step_sizes.load(tmp_path / "garbage.json", model)
+  with pytest.raises(ValueError, match="missing.json.*does not exist"):
+    step_sizes.load(tmp_path / "missing.json", model)
+
+
+def test_spec_with_step_sizes_is_used_by_adapt_image_unless_alpha_given(tmp_path, lr):
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  model = registry.build_model("tiny", scale=2, channels=1)
+  model.save_weights(str(tmp_path / "tiny.weights.h5"))
+  count = len(model.trainable_variables)
+  learned = np.full((2, count), 0.0)
+  learned[:, 0] = 0.7
+  step_sizes.save(tmp_path / "tiny.step_sizes.json", model, learned)
+  (tmp_path / "tiny.json").write_text(json.dumps(
+      {"model": "tiny", "scale": 2, "channels": 1, "weights": "tiny.weights.h5",
+       "adaptation": {"steps": 2, "alpha": 0.05, "step_sizes": "tiny.step_sizes.json"}}))
+  loaded = adapt_image.load_inference_model(str(tmp_path / "tiny.json"))
+  np.testing.assert_allclose(loaded.step_sizes, learned)
+  image = (lr * 255).astype(np.uint8)
+  degradation = degradation_lib.bicubic(2)
+  with_learned = adapt_image.super_resolve(
+      loaded.model, image, degradation,
+      adapt_image.AdaptOptions(steps=2, alpha=0.05, step_sizes=loaded.step_sizes))
+  expected = adaptation.adapt(loaded.model, image, degradation, 2, learned)
+  np.testing.assert_allclose(with_learned[..., 0] / 255.0, expected[..., 0], atol=1 / 255 + 1e-6)
+  plain = adapt_image.super_resolve(loaded.model, image, degradation,
+                                    adapt_image.AdaptOptions(steps=2, alpha=0.05))
+  assert np.abs(plain.astype(int) - with_learned.astype(int)).max() > 0
+  # A spec whose step sizes do not fit its network is refused, naming the file.
+  (tmp_path / "tiny.step_sizes.json").write_text(json.dumps(
+      {"format": step_sizes.FORMAT, "variables": ["x"], "step_sizes": [[0.1]]}))
+  with pytest.raises(ValueError, match="tiny.step_sizes.json"):
+    adapt_image.load_inference_model(str(tmp_path / "tiny.json"))
