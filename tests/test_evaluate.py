@@ -98,6 +98,16 @@ def test_run_json_and_markdown(tmp_path):
   assert "| Set5 | 2 |" in out.getvalue()
 
 
+def test_max_images_scores_the_first_images_only(tmp_path):
+  root = str(_fake_root(tmp_path))
+  config = evaluate_lib.EvalConfig(datasets=["Set5"], data_root=root, max_images=1)
+  first = evaluate_lib.run(config, io.StringIO(), io.StringIO())["Set5"]
+  both = evaluate_lib.run(dataclass_replace(config, max_images=0), io.StringIO(),
+                          io.StringIO())["Set5"]
+  assert first["images"] == 1 and both["images"] == 2
+  assert first["psnr"] == pytest.approx(both["per_image"][0]["psnr"], abs=1e-12)
+
+
 def dataclass_replace(config, **changes):
   return dataclasses.replace(config, **changes)
 
@@ -110,7 +120,8 @@ def test_run_rejects_bad_config(tmp_path):
                            ({"scale": 0}, "0"),
                            ({"degradation": "box"}, "box"),
                            ({"model": "idn"}, "weights"),
-                           ({"datasets": ["Set14"]}, "Set14")):
+                           ({"datasets": ["Set14"]}, "Set14"),
+                           ({"max_images": -1}, "-1")):
     with pytest.raises(ValueError, match=pattern):
       evaluate_lib.run(dataclass_replace(base, **changes), io.StringIO(), io.StringIO())
 

@@ -52,6 +52,8 @@ _CROP_SIZE = flags.DEFINE_integer("crop_size", None, "Crop side in LR pixels (wi
 _PRECISION = flags.DEFINE_enum(
     "precision", "float32", ["float32", "mixed_bfloat16"],
     "A network's compute precision (mixed_bfloat16: faster on AMX CPUs; weights float32).")
+_MAX_IMAGES = flags.DEFINE_integer("max_images", 0,
+                                   "Score the first N images of each set (0: all).")
 _PROTOCOL = flags.DEFINE_string(
     "protocol", "standard",
     "standard | idn-caffe (Y only, float-bicubic LR on Y, as the IDN authors scored).")
@@ -82,7 +84,7 @@ def main(argv):
       model=model, weights=weights, datasets=_DATASETS.value,
       scale=_SCALE.value, degradation=_DEGRADATION.value, data_root=_DATA_ROOT.value,
       output_format=_FORMAT.value, protocol=_PROTOCOL.value, options=options,
-      precision=_PRECISION.value)
+      precision=_PRECISION.value, max_images=_MAX_IMAGES.value)
   try:
     evaluate_lib.run(config)
   except (ValueError, OSError) as e:

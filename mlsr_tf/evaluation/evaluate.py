@@ -60,7 +60,8 @@ def _score(hr: np.ndarray, sr: np.ndarray, shave: int, where: str):
 def evaluate(upscale_fn: UpscaleFn, datasets: Sequence[str], scale: int,
              degradation: Optional[degradation_lib.Degradation] = None,
              root=None, shave: Optional[int] = None,
-             progress: Optional[TextIO] = None) -> Dict[str, Dict[str, Any]]:
+             progress: Optional[TextIO] = None,
+             max_images: int = 0) -> Dict[str, Dict[str, Any]]:
   """Scores ``upscale_fn`` on benchmark sets.
 
   Args:
@@ -71,6 +72,7 @@ def evaluate(upscale_fn: UpscaleFn, datasets: Sequence[str], scale: int,
     root: data root (default: ``$MLSR_DATA`` or ``../shared``).
     shave: border pixels ignored by the metrics (default: ``scale``).
     progress: a stream for one progress line per image (e.g. ``sys.stderr``).
+    max_images: score only the first N images of each set, in file order (0: all).
 
   Returns:
     ``{"Set5": {"psnr": mean, "ssim": mean, "images": 5, "per_image":
@@ -83,7 +85,10 @@ def evaluate(upscale_fn: UpscaleFn, datasets: Sequence[str], scale: int,
   for name in datasets:
     per_image = []
     columns = None
-    for image_name, hr, lr in datasets_lib.load_benchmark(name, scale, degradation, root):
+    for index, (image_name, hr, lr) in enumerate(
+        datasets_lib.load_benchmark(name, scale, degradation, root)):
+      if max_images and index >= max_images:
+        break
       start = time.perf_counter()
       output = upscale_fn(lr, image_name)
       where = f"{name}/{image_name}"
@@ -179,6 +184,7 @@ class EvalConfig:
   options: Dict[str, Any] = dataclasses.field(default_factory=dict)
   protocol: str = "standard"
   precision: str = "float32"
+  max_images: int = 0  # First N images of each set (0: all).
 
 
 UpscalerFactory = Callable[[EvalConfig, degradation_lib.Degradation], UpscaleFn]
@@ -257,6 +263,9 @@ def run(config: EvalConfig, stdout: Optional[TextIO] = None,
     raise ValueError(
         f"unknown format {config.output_format!r}; expected one of {OUTPUT_FORMATS}")
   names = [d for d in config.datasets if d]
+  if isinstance(config.max_images, bool) or not isinstance(config.max_images, int) or \
+      config.max_images < 0:
+    raise ValueError(f"max_images must be an integer >= 0, got {config.max_images!r}")
   if not names:
     raise ValueError(f"no datasets given: {config.datasets!r}")
   for name in names:
@@ -289,7 +298,7 @@ def run(config: EvalConfig, stdout: Optional[TextIO] = None,
   elif config.protocol == "standard":
     upscale_fn = make_upscale_fn(config, degradation)
     results = evaluate(upscale_fn, names, config.scale, degradation,
-                       config.data_root, progress=stderr)
+                       config.data_root, progress=stderr, max_images=config.max_images)
   else:
     raise ValueError(f"unknown protocol {config.protocol!r}; expected standard or idn-caffe")
   if config.output_format == "json":
