@@ -34,6 +34,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from mlsr_tf import paths
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
 
@@ -264,7 +265,7 @@ def load_kernel(path: Union[str, os.PathLike]) -> np.ndarray:
   what = f"kernel file {str(path)!r}"
   if suffix not in (".mat", ".npy"):
     raise ValueError(f"kernel file must be .mat or .npy, got {str(path)!r}")
-  size = image_io.check_input_file(path, "kernel file").stat().st_size
+  size = paths.check_input_file(path, "kernel file").stat().st_size
   if size > MAX_KERNEL_FILE_BYTES:
     raise ValueError(f"{what} is too large for a kernel ({size:,} bytes)")
   try:

@@ -15,12 +15,13 @@ NumPy + OpenCV only: importable without TensorFlow.
 import contextlib
 import os
 import pathlib
-import stat
 import tempfile
 from typing import Optional, Union
 
 import cv2
 import numpy as np
+
+from mlsr_tf import paths
 
 PathLike = Union[str, os.PathLike]
 
@@ -156,25 +157,6 @@ def _opencv_quiet():
     cv2.utils.logging.setLogLevel(level)
 
 
-def check_input_file(path: PathLike, what: str = "file", error=ValueError) -> pathlib.Path:
-  """A non-empty regular file, or ``error`` (a ValueError class) naming it: missing,
-  a directory, a dangling or looping symlink, a FIFO or device, empty."""
-  path = pathlib.Path(path)
-  try:
-    status = path.stat()
-  except OSError as e:  # Missing, dangling or looping symlink, too long a name, no access.
-    if isinstance(e, FileNotFoundError):
-      raise error(f"no such {what}: {str(path)!r}") from None
-    raise error(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
-  if stat.S_ISDIR(status.st_mode):
-    raise error(f"{what} {str(path)!r} is a directory, not a file")
-  if not stat.S_ISREG(status.st_mode):
-    raise error(f"{what} {str(path)!r} is not a regular file")
-  if status.st_size == 0:
-    raise error(f"{what} {str(path)!r} is empty")
-  return path
-
-
 def read_image(path: PathLike) -> np.ndarray:
   """Reads a PNG/JPEG/BMP/TIFF file (8 or 16 bit, gray/RGB/RGBA).
 
@@ -197,7 +179,7 @@ def read_image(path: PathLike) -> np.ndarray:
     raise ImageError(
         f"unsupported image type {path.suffix!r} for {str(path)!r} "
         f"(supported: {', '.join(SUPPORTED_EXTENSIONS)})")
-  size = check_input_file(path, "image file", ImageError).stat().st_size
+  size = paths.check_input_file(path, "image file", ImageError).stat().st_size
   if size > max_image_pixels() * 8 + (1 << 20):  # More bytes than any image in the limit.
     raise ImageError(f"image file {str(path)!r} is too large ({size:,} bytes)")
   try:
