@@ -125,6 +125,20 @@ def make_adam_step(model: keras.Model, loss_config: maml.LossConfig = maml.LossC
   return step
 
 
+class AdaptationDivergedError(ValueError):
+  """The adaptation loss became non-finite or exploded (the step size is too large)."""
+
+
+def _check_loss(loss: float, done: int, steps: int, loss_config: maml.LossConfig) -> None:
+  """Stops at a non-finite loss, or one above that of an output off by the whole pixel
+  range everywhere (a network that no longer super-resolves anything)."""
+  limit = loss_config.pixel_range ** (2 if loss_config.kind == "l2" else 1)
+  if not loss <= limit:  # Also NaN.
+    raise AdaptationDivergedError(
+        f"adaptation diverged: the loss after {done} of {steps} steps is {loss:.4g} "
+        f"(limit {limit:g}); lower the step size alpha")
+
+
 def _crop_pairs(lr_down: np.ndarray, lr: np.ndarray, scale: int, crops: int, crop_size: int,
                 rng: np.random.Generator):
   """``crops`` aligned random crops: LR crops of ``crop_size``, LR_down of crop_size/scale.
@@ -255,10 +269,14 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     else:
       params, adam_state, loss_value = step_fn(params, adam_state, x, y, step_alpha)
     params = list(params)
+    _check_loss(float(loss_value), i, steps, loss_config)  # The loss before this step.
     if progress is not None:
       progress(i + 1, steps, float(loss_value))
     if callback is not None:
       callback(i + 1, params)
+  final_loss = _compiled(model, f"loss/{loss_config}", lambda: backend.compile(
+      lambda p, a, b: maml.pixel_loss(maml.make_apply_fn(model)(p, a), b, loss_config)))
+  _check_loss(float(final_loss(params, x, y)), steps, steps, loss_config)
   return params
 
 
