@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import time
 from typing import Callable
@@ -52,6 +51,7 @@ from mlsr_tf.meta import maml
 class MetaTrainConfig:
   """Everything ``tools/meta_train.py`` can set (see its flags for the meaning)."""
   workdir: str
+  overwrite: bool = False  # Discard what workdir holds and start again.
   model: str = "idn_caffe"
   weights: str | None = None
   model_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -156,9 +156,8 @@ def build_model(config: MetaTrainConfig):
     model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
                                  precision=config.precision, **config.model_kwargs)
     if weights is not None:
-      if not os.path.isfile(weights):
-        raise ValueError(f"no such weights file: {str(weights)!r}")
-      model.load_weights(str(weights))
+      from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+      keras_h5.load(model, weights, "initial weights")
     return model
   from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
   return models_io.build_and_load(config.model, config.weights, scale=config.scale,
@@ -279,10 +278,9 @@ def validate(model, validation: dict, config: MetaTrainConfig, step_sizes=None) 
 
 def save_weights(model, path: pathlib.Path) -> None:
   """``model.save_weights`` to a temporary file, then renamed (never half-written)."""
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-  model.save_weights(str(tmp))
-  os.replace(tmp, path)
+  keras_h5.save(model, path)
 
 
 def save_checkpoint(workdir: pathlib.Path, trainer, iteration: int,
@@ -308,24 +306,45 @@ def save_step_sizes(trainer, path: pathlib.Path) -> None:
     step_sizes_lib.save(path, trainer.model, matrix)
 
 
+# Fields that change the result: a run resumes only with the values it started with (the
+# others -- iterations, workdir, data_root, backend, jit_compile, logging, checkpoint and
+# validation settings -- may differ).
+RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data", "patch",
+                 "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
+                 "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
+                 "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate")
+# The work directory's outputs besides checkpoint/ (the weights first).
+OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
+
+
 def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
-  """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0)."""
+  """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0).
+
+  Raises:
+    checkpoint.CheckpointError: a configuration that differs in a :data:`RESULT_FIELDS`
+      field (all named), or a corrupt checkpoint file (named).
+  """
   directory = checkpoint_lib.latest(workdir / "checkpoint")
   if directory is None:
     return 0
-  state = json.loads((directory / "state.json").read_text())
-  saved = state["config"]
-  for key in ("model", "scale", "channels", "model_kwargs", "inner_steps", "learn_step_sizes"):
-    if saved.get(key) != getattr(config, key):
-      raise ValueError(f"workdir {str(workdir)!r} holds a run with {key}={saved.get(key)!r}, "
-                       f"not {getattr(config, key)!r}")
-  trainer.model.load_weights(str(directory / "model.weights.h5"))
+  state = checkpoint_lib.read_state(directory)
+  defaults = {field.name: field.default for field in dataclasses.fields(MetaTrainConfig)
+              if field.default is not dataclasses.MISSING}
+  checkpoint_lib.check_same_run(state["config"], dataclasses.asdict(config), RESULT_FIELDS,
+                                workdir, defaults)
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+  keras_h5.load(trainer.model, directory / "model.weights.h5", "checkpoint weights")
   import keras  # pylint: disable=g-import-not-at-top
   trainer.set_theta([keras.ops.convert_to_numpy(v.value)
                      for v in trainer.model.trainable_variables])
-  with np.load(directory / "optimizer.npz") as optimizer:
-    trainer.set_state(dict(optimizer))
-  return int(state["iteration"])
+  optimizer = directory / "optimizer.npz"
+  try:
+    trainer.set_state(checkpoint_lib.load_arrays(optimizer))
+  except (KeyError, ValueError, TypeError) as e:
+    raise checkpoint_lib.CheckpointError(
+        f"checkpoint file {str(optimizer)!r} does not fit this run's optimizer "
+        f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+  return state["iteration"]
 
 
 def _summary_writer(workdir: pathlib.Path, backend: str):
@@ -373,6 +392,10 @@ class DivergedError(ValueError):
 def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=None) -> dict:
   """Meta-trains (or resumes) according to ``config``.
 
+  The work directory is opened with ``checkpoint.workdir_session`` (one run at a time,
+  leftovers of a killed run cleaned, weights without a readable state refused unless
+  ``overwrite``, no empty directory left by a failed start).
+
   Returns:
     ``{"iteration": last iteration, "validation": last validation (or None),
     "seconds_per_iteration": mean over this call's iterations (or None)}``.
@@ -383,8 +406,14 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     raise ValueError(f"backend {config.backend!r} requested but Keras runs on "
                      f"{keras.backend.backend()!r}; set KERAS_BACKEND={config.backend} "
                      "before keras is imported")
+  with checkpoint_lib.workdir_session(config.workdir, "checkpoint", overwrite=config.overwrite,
+                                      outputs=OUTPUTS, subdirectories=("validated",)):
+    return _run(config, log, strategy)
+
+
+def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
+  """The body of :func:`run`, in an open work directory."""
   workdir = pathlib.Path(config.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   model = build_model(config)
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
   channels = adaptation.model_channels(model)

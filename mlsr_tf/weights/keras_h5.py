@@ -148,6 +148,8 @@ def load(model, path, what: str = "weights", geometry: dict | None = None) -> No
       # Keras warns about weightless containers (Add, PixelShuffle, ...) of functional
       # models; real mismatches still raise below.
       warnings.filterwarnings("ignore", message="Skipping nested container")
+      # A compiled model's file also holds its optimizer; checkpoints restore theirs apart.
+      warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
       model.load_weights(path)
   except (ValueError, KeyError, OSError, TypeError, RuntimeError) as e:
     raise ValueError(f"cannot load {what} {path!r} into model {model.name!r}: "
