@@ -37,9 +37,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 from typing import Optional
+
+from mlsr_tf import paths
 
 INPUT_DTYPES = ("float32", "uint8")
 SIGNATURES = ("serving_default", "adapt")
@@ -87,10 +90,22 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
                                   "must be [1, H, W, C]"),
         tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
         tf.debugging.assert_all_finite(learning_rate, "learning_rate must be finite"),
-        tf.debugging.assert_equal(
-            tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0), True,
-            message="kernel must be empty (bicubic) or have a positive sum"),
+        # The checks of mlsr_tf.data.degradation.check_kernel / check_fits, in the graph
+        # (values first, so that a NaN kernel is not reported as a bad sum).
+        tf.debugging.Assert(
+            tf.logical_and(tf.reduce_all(tf.math.is_finite(kernel)),
+                           tf.reduce_all(kernel >= 0)),
+            ["kernel must be finite and non-negative"]),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.shape(kernel) <= tf.minimum(
+                tf.shape(x)[1:3], degradation_lib.MAX_KERNEL_SIZE)),
+            [f"kernel must be at most {degradation_lib.MAX_KERNEL_SIZE} and at most the "
+             "image size per side"]),
     ]
+    with tf.control_dependencies(checks):
+      checks.append(tf.debugging.Assert(
+          tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0),
+          ["kernel must be empty (bicubic) or have a positive sum"]))
     with tf.control_dependencies(checks):
       x = tf.identity(x)
     lr_down = tf.cond(
@@ -117,25 +132,33 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32"):
   }
 
 
+def staging_pattern(name: str) -> str:
+  """Names of the staging directories of exports to ``<parent>/<name>`` (group ``pid``)."""
+  return rf"\.{re.escape(name)}\.(?P<pid>\d+)\.[A-Za-z0-9_]+"
+
+
 def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32") -> str:
   """Writes the SavedModel (both signatures) to ``output_dir``; returns its path.
 
-  The directory is written next to the target and renamed into place, so a failure leaves
-  no half-written model; an existing ``output_dir`` is an error (never overwritten).
-  For TF Serving use ``<base>/<name>/<version>``, e.g. ``export/mlsr/1``.
+  The directory is written next to the target (``.<name>.<pid>.xxxxxxxx/``, removed at the
+  next export into the same parent if this process was killed) and renamed into place, so
+  a failure leaves no half-written model; an existing ``output_dir`` is an error (never
+  overwritten).  For TF Serving use ``<base>/<name>/<version>``, e.g. ``export/mlsr/1``.
   """
   import keras  # pylint: disable=g-import-not-at-top
 
   output_dir = pathlib.Path(output_dir)
-  if output_dir.exists():
+  if output_dir.exists() or output_dir.is_symlink():
     raise ValueError(f"export directory {str(output_dir)!r} already exists")
   parent = output_dir.parent
   parent.mkdir(parents=True, exist_ok=True)
+  paths.remove_stale_temporaries(parent, staging_pattern(output_dir.name))
   archive = keras.export.ExportArchive()
   archive.track(model)
   for name, (fn, specs) in make_signature_functions(model, scale, input_dtype).items():
     archive.add_endpoint(name=name, fn=fn, input_signature=specs)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=parent))
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.{os.getpid()}.",
+                                          dir=parent))
   try:
     archive.write_out(str(staging / "model"), verbose=False)
     os.replace(staging / "model", output_dir)
