@@ -85,3 +85,25 @@ def check_input_file(path, what: str = "file", error=ValueError) -> pathlib.Path
   if status.st_size == 0:
     raise error(f"{what} {str(path)!r} is empty")
   return path
+
+
+def same_file(a, b) -> bool:
+  """Whether two paths name the same file (never raises: symlink loops, missing files)."""
+  try:
+    if os.path.exists(a) and os.path.exists(b):
+      return os.path.samefile(a, b)
+  except OSError:
+    pass
+  return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_memory(nbytes: float, what: str) -> None:
+  """Refuses (ValueError naming ``what``) work that needs more than half of this machine's
+  memory for one array, before allocating it (rather than being killed by the OOM killer)."""
+  try:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return
+  if nbytes > total / 2:
+    raise ValueError(f"{what} needs {nbytes / 2**30:,.1f} GiB, more than half of this "
+                     f"machine's {total / 2**30:.0f} GiB")

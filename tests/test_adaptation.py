@@ -194,7 +194,7 @@ def test_divergence_stops_with_one_line_and_leaves_the_model_alone(lr, steps, al
   before = [v.numpy().copy() for v in model.trainable_variables]
   with pytest.raises(adaptation.AdaptationDivergedError,
                      match=rf"adaptation diverged: the loss after \d of {steps} steps is "
-                           r"(nan|inf|[0-9.e+]+) \(limit 1\); lower the step size alpha$"):
+                           r"(nan|inf|[0-9.e+]+) \(limit [0-9.e+]+\); lower the step size alpha$"):
     adaptation.adapt(model, lr, _box_down, steps=steps, alpha=alpha, optimizer=optimizer,
                      loss=loss)
   assert issubclass(adaptation.AdaptationDivergedError, ValueError)
@@ -202,10 +202,16 @@ def test_divergence_stops_with_one_line_and_leaves_the_model_alone(lr, steps, al
     np.testing.assert_array_equal(v.numpy(), b)
 
 
-def test_divergence_limit_follows_the_pixel_range(lr):
+def test_divergence_limit_follows_the_pixel_range_and_the_starting_loss(lr):
   """The paper's 0..255 pixels: losses up to 255^2 are those of outputs in range."""
   model = testing.tiny_sr_net()
   sr = adaptation.adapt(model, lr, _box_down, steps=2, alpha=1e-6, pixel_range=255.0)
   assert np.isfinite(sr).all()
-  with pytest.raises(adaptation.AdaptationDivergedError, match="limit 65025"):
+  with pytest.raises(adaptation.AdaptationDivergedError, match="after 1 of 2 steps"):
     adaptation.adapt(model, lr, _box_down, steps=2, alpha=1.0, pixel_range=255.0)
+  assert maml.LossConfig("l2", 255.0).divergence_limit(1.0) == 65025.0
+  config = maml.LossConfig("l1", 2.0)
+  assert config.divergence_limit(0.01) == 2.0  # Outputs off by the whole range.
+  assert config.divergence_limit(3.0) == 30.0  # An untrained start: ten times its loss.
+  assert config.divergence_limit(float("nan")) == 2.0
+  assert config.divergence_limit(3.0, headroom=1e3) == 30000.0

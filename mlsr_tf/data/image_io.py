@@ -245,11 +245,16 @@ def check_output_path(path: PathLike, dtype=None, channels: Optional[int] = None
   """The format :func:`write_image` would write to ``path``, from its extension.
 
   Raises:
-    ImageError: an extension no writer has, or (when given) a dtype or channel count the
-      format cannot store (JPEG and BMP are 8-bit; JPEG has no alpha).
+    ImageError: a directory or broken symbolic link, an extension no writer has, or (when
+      given) a dtype or channel count the format cannot store (JPEG and BMP are 8-bit; JPEG
+      has no alpha).
   """
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
+  if os.path.isdir(path):
+    raise ImageError(f"cannot write {str(path)!r}: it is a directory")
+  if os.path.islink(path) and not os.path.exists(path):
+    raise ImageError(f"cannot write {str(path)!r}: a dangling or looping symbolic link")
   if suffix not in _WRITERS:
     raise ImageError(f"cannot write {str(path)!r}: unsupported output type {suffix!r} "
                      f"(supported: {', '.join(_WRITERS)})")

@@ -406,12 +406,6 @@ class AdaptImageConfig:
   precision: str = "float32"
 
 
-def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
-  if a.exists() and b.exists():
-    return a.samefile(b)
-  return a.resolve() == b.resolve()
-
-
 def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, pathlib.Path]]:
   """(input, output) pairs; checks the paths (before any work is done)."""
   if config.input_dir is not None:
@@ -420,7 +414,7 @@ def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, path
       raise ValueError(f"--input_dir {str(in_dir)!r} is not a directory")
     if not out_dir.is_dir():
       raise ValueError(f"--output_dir {str(out_dir)!r} is not a directory")
-    if _same_file(in_dir, out_dir):
+    if paths.same_file(in_dir, out_dir):
       raise ValueError(f"--output_dir {str(out_dir)!r} must differ from --input_dir "
                        "(inputs are never overwritten)")
     inputs = sorted(p for p in in_dir.iterdir()
@@ -434,8 +428,9 @@ def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, path
             else source.with_name(f"{source.stem}_x{scale}.png"))
   if target.suffix.lower() != ".png":
     raise ValueError(f"--output must be a .png file, got {str(target)!r}")
-  if _same_file(source, target):
+  if paths.same_file(source, target):
     raise ValueError(f"--output {str(target)!r} would overwrite the input")
+  image_io.check_output_path(target)
   if not target.parent.is_dir():
     raise ValueError(f"output directory {str(target.parent)!r} does not exist")
   return [(source, target)]

@@ -203,6 +203,19 @@ class BenchConfig:
   skip_cli: bool = False
 
 
+def _check_bench_config(config: BenchConfig) -> None:
+  """Raises ValueError, repeating the value, for sizes, step counts or rates out of range."""
+  import math  # pylint: disable=g-import-not-at-top
+  for name, values, low in (("sizes", config.sizes, 8), ("steps", config.steps, 0),
+                            ("crops", (config.crops,), 1), ("crop_size", (config.crop_size,), 1),
+                            ("compare_size", (config.compare_size,), 8),
+                            ("compare_steps", (config.compare_steps,), 0)):
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in values):
+      raise ValueError(f"{name} must be integers >= {low}, got {values!r}")
+  if not (math.isfinite(config.learning_rate) and config.learning_rate >= 0):
+    raise ValueError(f"learning_rate must be finite and >= 0, got {config.learning_rate!r}")
+
+
 def _time(fn) -> float:
   import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
@@ -229,6 +242,8 @@ def benchmark(config: BenchConfig, log=print) -> list:
   from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import synthetic  # pylint: disable=g-import-not-at-top
 
+  _check_bench_config(config)
+  loaded = adapt_image.load_inference_model(config.model, config.weights)  # Checked first.
   workdir = pathlib.Path(config.workdir or tempfile.mkdtemp(prefix="bench_export."))
   workdir.mkdir(parents=True, exist_ok=True)
   model_flags = ["--model", config.model] + (["--weights", config.weights]
@@ -264,7 +279,6 @@ def benchmark(config: BenchConfig, log=print) -> list:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
-  loaded = adapt_image.load_inference_model(config.model, config.weights)
   export_dir = workdir / "savedmodel"
   shutil.rmtree(export_dir, ignore_errors=True)
   export_savedmodel(loaded.model, export_dir, loaded.scale)

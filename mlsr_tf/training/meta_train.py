@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import time
 from typing import Callable
@@ -136,6 +135,12 @@ class MetaTrainConfig:
     maml.LossConfig(self.loss, self.pixel_range)
     from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
     registry.check_precision(self.precision)
+    from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+    paths.check_memory(  # HR, LR and LR_down float32 patches of one meta-batch.
+        self.batch * self.patches_per_task * self.patch ** 2 * (self.channels or 3) * 4
+        * (1 + self.scale ** -2 + self.scale ** -4),
+        f"batch {self.batch} x patches_per_task {self.patches_per_task} of "
+        f"{self.patch}x{self.patch} patches")
     self.objective().validate(self.inner_steps)
 
 
@@ -355,10 +360,28 @@ def _summary_writer(workdir: pathlib.Path, backend: str):
   if importlib.util.find_spec("tensorboard") is None:
     return None  # tf.summary.scalar needs the tensorboard package; metrics.jsonl has all.
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     return None
-  return tf.summary.create_file_writer(str(workdir / "tensorboard"))
+  return _LazySummaryWriter(workdir / "tensorboard")
+
+
+class _LazySummaryWriter:
+  """``tf.summary`` file writer created at its first use: a run that fails before writing
+  any summary leaves no event file (and so no non-empty work directory) behind."""
+
+  def __init__(self, path: pathlib.Path):
+    self._path, self._writer = path, None
+
+  def as_default(self, step: int):
+    if self._writer is None:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      self._writer = tf.summary.create_file_writer(str(self._path))
+    return self._writer.as_default(step=step)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
 
 
 def _write_summaries(writer, iteration: int, values: dict) -> None:
@@ -457,17 +480,25 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
   began = time.time()
   window = []
   last_saved = start
+  # From this run's first iteration (LossConfig.divergence_limit); the meta loss may well
+  # overshoot while the outer loop learns, so only a thousandfold explosion stops the run.
+  divergence_limit = None
   for iteration in range(start, config.iterations):
     step_began = time.time()
     batch = sampler.sample(iteration, config.batch)
     metrics = trainer.step(batch)
     done = iteration + 1
     meta_loss = float(metrics["meta_loss"])
-    if not math.isfinite(meta_loss):
+    if divergence_limit is None:
+      divergence_limit = sum(config.objective().weights(config.inner_steps)) * maml.LossConfig(
+          config.loss, config.pixel_range).divergence_limit(
+              float(metrics["support_loss_before"]), headroom=1e3)
+    if not meta_loss <= divergence_limit:  # Non-finite, or outputs off by the whole range.
       # Saving now would overwrite the last good weights with NaNs.
       raise DivergedError(
-          f"meta-training diverged at iteration {done}: meta loss {meta_loss}; the weights of "
-          f"iteration {last_saved} are kept in {workdir}; lower --alpha (inner step) or --beta")
+          f"meta-training diverged at iteration {done}: meta loss {meta_loss:.4g} (limit "
+          f"{divergence_limit:g}); the weights of iteration {last_saved} are kept in "
+          f"{workdir}; lower --alpha (inner step) or --beta")
     window.append(time.time() - step_began)
     if done % config.log_every == 0 or done == config.iterations:
       per_iteration = float(np.mean(window[-config.log_every:]))

@@ -110,6 +110,11 @@ class TrainConfig:
       raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds!r}")
     from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
     registry.check_precision(self.precision)
+    pair = self.patch ** 2 * self.channels * (1 + 1 / self.scale ** 2)  # HR + LR values.
+    paths.check_memory(self.pool_size * pair, f"pool_size {self.pool_size} of "
+                       f"{self.patch}x{self.patch} patches")
+    paths.check_memory(self.batch * pair * 4, f"batch {self.batch} of {self.patch}x"
+                       f"{self.patch} patches")
 
 
 # Fields that change the result: a run may be resumed only with the values it started with.
