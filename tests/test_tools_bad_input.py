@@ -221,6 +221,8 @@ def test_adapt_image(root):
       (["--input_dir", root / "afile", "--output_dir", root / "out"], "afile"),
       (["--input_dir", root / "out", "--output_dir", root / "out"], "must differ"),
       (["--input", root / "lr.png", "--model", "no_such_model"], "'no_such_model'"),
+      (["--input", root / "lr.png", "--model", "tiny", "--weights", root / "tiny.weights.h5",
+        "--scale", "100000", "--output", root / "out" / "sr.png"], "<= 16"),
   ]
   if (SHARED / "weights" / "idn_caffe" / "IDN_x3.caffemodel").exists():
     cases.append((["--input", root / "lr.png", "--model", "idn_caffe", "--weights",
@@ -248,6 +250,7 @@ def test_train(root):
       ([*flags, "--max_seconds", "nan"], "nan"),
       ([*flags, "--model_kwargs", "[1]"], "[1]"),
       ([*flags, "--model_kwargs", '{"no_such_argument": 1}'], "no_such_argument"),
+      ([*flags, "--model_kwargs", '{"filters": 1000000000}'], "filters=1000000000"),
       ([*flags, "--data", root / "missing"], "missing"),
       ([*flags, "--data", root / "afile"], "afile"),
       ([*flags, "--weights", root / "truncated.weights.h5"], "truncated.weights.h5"),
@@ -360,6 +363,8 @@ def test_evaluate(root):
       ([*data, "--model", "tiny", "--weights", root / "tiny.weights.h5", "--adapt_steps", "1",
         "--alpha", "nan"], "nan"),
       (["--data_root", root / "afile", "--datasets", "Set5"], "afile"),
+      ([*data, "--model", "tiny", "--weights", root / "tiny.weights.h5", "--scale", "100000"],
+       "scale must be a positive integer <= 16"),
   ]
   _run("evaluate.py", cases, root)
 
