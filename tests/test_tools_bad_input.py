@@ -419,19 +419,28 @@ def test_serving_client(root):
   _run("serving_client.py", cases, root)
 
 
-def test_reproduce_and_benchmarks(root):
-  _run("reproduce.py", [
-      (["--table", "9"], "9"),
-      (["--table", "3", "--config", "bogus"], "bogus"),
-      (["--table", "3", "--meta_weights", "x"], "'x'"),
-      (["--table", "3", "--meta_iterations", "-5", "--dry_run", "--out", root / "out" / "t"],
-       "-5"),
-  ], root)
-  _run("bench_adapt.py", [(["--lr_size", "0"], "lr_size"), (["--orders", "third"], "third"),
-                          (["--weights", root / "truncated.weights.h5", "--model", "tiny"],
-                           "truncated.weights.h5")], root)
-  _run("bench_export.py", [(["--sizes", "a,b"], "a"), (["--steps", "-1", "--skip_cli"], "-1"),
-                           (["--model", root / "broken.json"], "broken.json")], root)
-  _run("bench_speed.py", [(["--batch", "0"], "batch"), (["--precisions", "float8"], "float8"),
-                          (["--out", root / "afile" / "x.json", "--repeats", "0"], "repeats")],
-       root)
+def _other_cases(root):
+  return {
+      "reproduce.py": [
+          (["--table", "9"], "9"),
+          (["--table", "3", "--config", "bogus"], "bogus"),
+          (["--table", "3", "--meta_weights", "x"], "'x'"),
+          (["--table", "3", "--meta_iterations", "-5", "--dry_run", "--out",
+            root / "out" / "t"], "-5")],
+      "bench_adapt.py": [
+          (["--lr_size", "0"], "lr_size"), (["--orders", "third"], "third"),
+          (["--weights", root / "truncated.weights.h5", "--model", "tiny"],
+           "truncated.weights.h5")],
+      "bench_export.py": [
+          (["--sizes", "a,b"], "'a,b'"), (["--steps", "-1", "--skip_cli"], "-1"),
+          (["--model", root / "broken.json"], "broken.json")],
+      "bench_speed.py": [
+          (["--batch", "0"], "batch"), (["--precisions", "float8"], "float8"),
+          (["--out", root / "afile" / "x.json", "--repeats", "0"], "repeats")],
+  }
+
+
+@pytest.mark.parametrize("tool", ["reproduce.py", "bench_adapt.py", "bench_export.py",
+                                  "bench_speed.py"])
+def test_reproduce_and_benchmarks(root, tool):
+  _run(tool, _other_cases(root)[tool], root)

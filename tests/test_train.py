@@ -1,6 +1,5 @@
 """Tests for mlsr_tf.training.train (supervised pretraining) and mlsr_tf.training.checkpoint."""
 
-import dataclasses
 import json
 import os
 import pathlib

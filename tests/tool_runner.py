@@ -4,10 +4,10 @@
 which loads ``tools/<tool>`` as ``app.run`` would (its ``from tools import _cli`` first),
 then for each argv resets the flags, parses them with ``_cli.parse_flags_or_exit`` and calls
 the tool's ``main``, with file descriptors 1 and 2 captured (so C++ and OpenCV output is
-seen too).  Each result is ``{"argv", "code", "stdout", "stderr", "changed"}``: ``code`` is
-the exit status (``"traceback"`` for an uncaught exception, whose traceback is in
-``stderr``), ``seconds`` its duration and ``changed`` lists the files under ``watch`` that the case created, changed
-or removed.  Not a test module.
+seen too).  Each result is ``{"argv", "code", "stdout", "stderr", "changed", "seconds"}``:
+``code`` is the exit status (``"traceback"`` for an uncaught exception, whose traceback is
+in ``stderr``), ``changed`` lists the files under ``watch`` that the case created, changed or
+removed, ``seconds`` is its duration.  Not a test module.
 """
 
 import json
