@@ -10,8 +10,8 @@ with the same data order.  Resuming with flags that change the result (--seed, -
 --patch, --degradation, --alpha, ...) is refused, naming them; a workdir with weights but no
 readable checkpoint is refused unless --overwrite (which starts again).  The latest
 meta-trained weights are written to WORKDIR/model.weights.h5 (accepted by every tool's
---weights).  --backend jax runs the
-same algorithm on Keras' JAX backend (no TensorFlow needed).
+--weights).  --backend jax runs the same algorithm on Keras' JAX backend (no TensorFlow
+needed).
 
 Step sizes are for pixels in [0, 1] (default --alpha 0.65025 = the paper's 1e-5 at
 0..255 for the L2 loss; --beta 1e-6 as in the paper, Adam is scale invariant); with
