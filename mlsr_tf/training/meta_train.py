@@ -493,7 +493,7 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
       divergence_limit = sum(config.objective().weights(config.inner_steps)) * maml.LossConfig(
           config.loss, config.pixel_range).divergence_limit(
               float(metrics["support_loss_before"]), headroom=1e3)
-    if not meta_loss <= divergence_limit:  # Non-finite, or outputs off by the whole range.
+    if not meta_loss <= divergence_limit:  # Non-finite, or exploded.
       # Saving now would overwrite the last good weights with NaNs.
       raise DivergedError(
           f"meta-training diverged at iteration {done}: meta loss {meta_loss:.4g} (limit "
