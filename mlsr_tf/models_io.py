@@ -14,13 +14,15 @@ This module sits above `mlsr_tf.models` and `mlsr_tf.weights` and may import bot
 """
 
 import dataclasses
+import json
 import os
 import re
-import warnings
 import zipfile
 
+from mlsr_tf import paths
 from mlsr_tf.models import registry
 from mlsr_tf.weights import caffe
+from mlsr_tf.weights import keras_h5
 from mlsr_tf.weights import mapping
 from mlsr_tf.weights import tf1
 from mlsr_tf.weights import torch_rcan
@@ -39,6 +41,16 @@ def _zip_names(path: str) -> list[str]:
     return []
 
 
+def _keras_archive_geometry(path: str) -> dict:
+  """Scale and channels a ``.keras`` archive's config.json records (an SRModel's config)."""
+  try:
+    with zipfile.ZipFile(path) as archive:
+      config = json.loads(archive.read("config.json")).get("config", {})
+  except (zipfile.BadZipFile, KeyError, OSError, ValueError, AttributeError):
+    return {}
+  return config if isinstance(config, dict) else {}
+
+
 def detect_format(path: str | os.PathLike) -> str:
   """Returns one of `FORMATS` for `path`, by its content (and TF1 checkpoint file layout).
 
@@ -50,6 +62,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if tf1.is_tf1_checkpoint(path):
       return "tf1"
     raise ValueError(f"no weights at {path!r}: not a file, and no TF1 checkpoint there")
+  paths.check_input_file(path, "weights file")  # Empty, FIFO, ...
   if tf1.is_tf1_checkpoint(path) and (path.endswith((".index", ".meta")) or ".data-" in path):
     return "tf1"
   with open(path, "rb") as f:
@@ -92,16 +105,10 @@ def load_weights_into(model, path: str | os.PathLike,
   """
   path = os.fspath(path)
   weights_format = detect_format(path)
-  if weights_format in ("keras_weights", "keras"):
-    try:
-      with warnings.catch_warnings():
-        # Keras warns about weightless containers (Add, PixelShuffle, ...) of
-        # functional models; real mismatches still raise below.
-        warnings.filterwarnings("ignore", message="Skipping nested container")
-        model.load_weights(path)
-    except (ValueError, KeyError, OSError, TypeError) as e:
-      raise ValueError(f"cannot load Keras weights {path!r} into model {model.name!r}: "
-                       f"{e}") from e
+  if weights_format == "keras_weights":
+    keras_h5.load(model, path)
+  elif weights_format == "keras":
+    keras_h5.load(model, path, geometry=_keras_archive_geometry(path))
   elif weights_format == "tf1":
     if name_map is None:
       name_map = tf1.find_matching_map(model, path)
@@ -182,21 +189,16 @@ def import_weights(config: ImportConfig) -> str:
     raise ValueError(f"--format {config.format} expects a {expected_format} input, but "
                      f"{config.input!r} is {found_format}")
   scale = config.scale
-  if scale is None:
-    scale = _scale_from_name(config.input) if expected_format == "caffe" else None
-    scale = scale or 2
+  if scale is None and expected_format == "caffe":  # Recorded by the file, else in its name.
+    scale = (caffe.recorded_geometry(caffe.caffe_weights(config.input)).get("scale")
+             or _scale_from_name(config.input))
+  scale = scale or 2
   model = registry.build_model(model_name, scale=scale)
   load_weights_into(model, config.input, name_map=name_map)
   output_dir = os.path.dirname(os.path.abspath(config.output))
   if not os.path.isdir(output_dir):
     raise ValueError(f"output directory {output_dir!r} does not exist")
-  temporary = os.path.join(output_dir, f".tmp-{os.getpid()}-{os.path.basename(config.output)}")
-  try:
-    model.save_weights(temporary)
-    os.replace(temporary, config.output)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+  keras_h5.save(model, config.output)
   return (f"imported {config.format} {config.input} -> {model_name} x{scale} "
           f"({len(model.weights)} tensors, {model.count_params():,} parameters): "
           f"{config.output}")

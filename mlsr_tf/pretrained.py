@@ -54,8 +54,13 @@ def load_spec(name_or_path: str = DEFAULT_NAME) -> PretrainedSpec:
   if not path.is_file():
     raise FileNotFoundError(f"no pretrained model spec at {path} "
                             f"(shipped specs: {[p.stem for p in available()]})")
-  with open(path, encoding="utf-8") as f:
-    raw = json.load(f)
+  try:
+    with open(path, encoding="utf-8") as f:
+      raw = json.load(f)
+  except (OSError, ValueError) as error:  # ValueError: bad JSON or bad UTF-8.
+    raise ValueError(f"unreadable pretrained spec {str(path)!r}: {error}") from None
+  if not isinstance(raw, dict):
+    raise ValueError(f"malformed pretrained spec {str(path)!r}: expected a JSON object")
   try:
     adaptation = dict(raw.get("adaptation", {}))
     return PretrainedSpec(
@@ -96,9 +101,10 @@ def load_model(name_or_path: str = DEFAULT_NAME, verify: bool = True,
     raise FileNotFoundError(f"pretrained weights {spec.weights} are missing")
   if verify and spec.sha256 and sha256_of(spec.weights) != spec.sha256:
     raise ValueError(f"pretrained weights {spec.weights} do not match the sha256 in their spec")
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
   model = registry.build_model(spec.model, scale=spec.scale, channels=spec.channels,
                                precision=precision, **spec.model_kwargs)
-  model.load_weights(str(spec.weights))
+  keras_h5.load(model, spec.weights, "pretrained weights")
   return model, spec
 
 

@@ -120,3 +120,40 @@ def test_bad_inputs_exit_2_one_line_no_output(work, tmp_path):
     assert not (work / "lr_x2.png").exists(), args
   assert {p: p.read_bytes() for p in work.iterdir()} == before  # Inputs untouched.
   assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failure_on_a_later_image_writes_nothing(work, tmp_path, monkeypatch):
+  """Folder mode stages every output and renames them only once all images succeeded."""
+  from mlsr_tf.meta.adaptation import AdaptationDivergedError  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.serving import adapt_image  # pylint: disable=g-import-not-at-top
+  in_dir, out_dir = tmp_path / "in", tmp_path / "out"
+  in_dir.mkdir()
+  out_dir.mkdir()
+  lr = image_io.read_image(work / "lr.png")
+  for name in ("a.png", "b.png", "c.png"):
+    image_io.write_png(in_dir / name, lr)
+  (out_dir / ".a_x2.999999999.staged.png").write_bytes(b"left by a killed run")
+  real, calls = adapt_image.super_resolve, []
+
+  def second_diverges(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      raise AdaptationDivergedError("adaptation diverged: the loss after 1 of 2 steps is nan")
+    return real(*args, **kwargs)
+  monkeypatch.setattr(adapt_image, "super_resolve", second_diverges)
+  config = adapt_image.AdaptImageConfig(input_dir=str(in_dir), output_dir=str(out_dir),
+                                        model=str(work / "tiny.json"), steps=1, quiet=True)
+  with pytest.raises(AdaptationDivergedError, match="^b.png: adaptation diverged"):
+    adapt_image.run(config)
+  assert list(out_dir.iterdir()) == []  # Nothing written; the stale staging file removed.
+  monkeypatch.setattr(adapt_image, "super_resolve", real)
+  adapt_image.run(config)
+  assert sorted(p.name for p in out_dir.iterdir()) == ["a_x2.png", "b_x2.png", "c_x2.png"]
+
+
+def test_diverging_adaptation_exits_2_and_writes_nothing(work, tmp_path):
+  proc = _tool("--input", str(work / "lr.png"), "--model", str(work / "tiny.json"),
+               "--output", str(tmp_path / "sr.png"), "--alpha", "1e6", "--steps", "2")
+  _assert_one_line_error(proc, "lr.png: adaptation diverged")
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+  assert list(tmp_path.iterdir()) == []

@@ -183,3 +183,35 @@ def test_crops_use_the_true_scale_on_tiny_images_at_x4():
     adaptation.adapt_parameters(model, lr_down, lr, 1, 0.1, scale=0, **kwargs)
   with pytest.raises(ValueError, match="crop_size 20 does not fit"):
     adaptation.adapt_parameters(model, lr_down, lr, 1, 0.1, crops=1, crop_size=20)
+
+
+@pytest.mark.parametrize("steps,alpha,optimizer,loss", [
+    (2, 1e6, "sgd", "l2"), (1, 1e6, "sgd", "l2"), (3, 1e30, "sgd", "l1"),
+    (2, 1e4, "adam", "l2")])
+def test_divergence_stops_with_one_line_and_leaves_the_model_alone(lr, steps, alpha,
+                                                                   optimizer, loss):
+  model = testing.tiny_sr_net()
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  with pytest.raises(adaptation.AdaptationDivergedError,
+                     match=rf"adaptation diverged: the loss after \d of {steps} steps is "
+                           r"(nan|inf|[0-9.e+]+) \(limit [0-9.e+]+\); lower the step size alpha$"):
+    adaptation.adapt(model, lr, _box_down, steps=steps, alpha=alpha, optimizer=optimizer,
+                     loss=loss)
+  assert issubclass(adaptation.AdaptationDivergedError, ValueError)
+  for v, b in zip(model.trainable_variables, before):
+    np.testing.assert_array_equal(v.numpy(), b)
+
+
+def test_divergence_limit_follows_the_pixel_range_and_the_starting_loss(lr):
+  """The paper's 0..255 pixels: losses up to 255^2 are those of outputs in range."""
+  model = testing.tiny_sr_net()
+  sr = adaptation.adapt(model, lr, _box_down, steps=2, alpha=1e-6, pixel_range=255.0)
+  assert np.isfinite(sr).all()
+  with pytest.raises(adaptation.AdaptationDivergedError, match="after 1 of 2 steps"):
+    adaptation.adapt(model, lr, _box_down, steps=2, alpha=1.0, pixel_range=255.0)
+  assert maml.LossConfig("l2", 255.0).divergence_limit(1.0) == 65025.0
+  config = maml.LossConfig("l1", 2.0)
+  assert config.divergence_limit(0.01) == 2.0  # Outputs off by the whole range.
+  assert config.divergence_limit(3.0) == 30.0  # An untrained start: ten times its loss.
+  assert config.divergence_limit(float("nan")) == 2.0
+  assert config.divergence_limit(3.0, headroom=1e3) == 30000.0

@@ -121,7 +121,7 @@ def test_load_kernel_formats(tmp_path):
   with pytest.raises(ValueError, match="missing.npy"):
     deg.load_kernel(tmp_path / "missing.npy")
   np.save(tmp_path / "neg.npy", -k)
-  with pytest.raises(ValueError, match="positive sum"):
+  with pytest.raises(ValueError, match="negative values"):
     deg.load_kernel(tmp_path / "neg.npy")
   if ZSSR_KERNEL.exists():
     zssr = deg.load_kernel(ZSSR_KERNEL)
@@ -192,3 +192,86 @@ def test_numpy_modules_import_without_tensorflow():
           "import mlsr_tf.metrics\n"
           "assert mlsr_tf.data.degradation.random_5x5_kernels(2, 0).shape == (2, 5, 5)\n")
   subprocess.run([sys.executable, "-c", code], check=True, cwd=str(paths.REPO_ROOT))
+
+
+# ----------------------------------------------------------------- hostile kernels (issue 14)
+
+
+def _kernel_files(tmp):
+  """(file, expected message part) for kernel files that must be refused in one line."""
+  scipy_io = pytest.importorskip("scipy.io")
+  k = deg.gaussian_kernel(5, 1.0)
+  cases = []
+
+  def npy(name, array, pattern):
+    np.save(tmp / name, array, allow_pickle=True)
+    cases.append((tmp / name, pattern))
+
+  def mat(name, contents, pattern):
+    scipy_io.savemat(tmp / name, contents)
+    cases.append((tmp / name, pattern))
+
+  npy("zeros.npy", np.zeros((5, 5)), "all zeros")
+  npy("negative.npy", k - 0.05, "negative values")
+  npy("nan.npy", np.where(k > 0.1, np.nan, k), "non-finite")
+  npy("inf.npy", np.where(k > 0.1, np.inf, k), "non-finite")
+  npy("cube.npy", np.ones((3, 3, 3)), r"2-D array, got shape \(3, 3, 3\)")
+  npy("row.npy", np.ones(5), r"2-D array, got shape \(5,\)")
+  npy("empty.npy", np.ones((0, 5)), r"non-empty 2-D")
+  npy("bool.npy", np.ones((3, 3), bool), "dtype bool")
+  npy("complex.npy", k.astype(np.complex128), "dtype complex128")
+  npy("text.npy", np.array([["a", "b"]]), "text")
+  npy("objects.npy", np.array([{"a": 1}], dtype=object), "no numeric array")
+  npy("wide.npy", np.ones((3, 300)), "larger than the limit of 255x255")
+  mat("string.mat", {"Kernel": "hello"}, "text")
+  mat("cell.mat", {"Kernel": np.array([k, k[:3]], dtype=object)}, "dtype object")
+  mat("empty.mat", {"Kernel": np.zeros((0, 0))}, "non-empty 2-D")
+  (tmp / "garbage.npy").write_bytes(b"garbage bytes, not numpy")
+  cases.append((tmp / "garbage.npy", "not a NumPy .npy file"))
+  (tmp / "garbage.mat").write_bytes(b"MATLAB 5.0 MAT-file, but then nothing")
+  cases.append((tmp / "garbage.mat", "cannot read kernel file"))
+  (tmp / "nothing.npy").write_bytes(b"")
+  cases.append((tmp / "nothing.npy", "is empty"))
+  (tmp / "folder.mat").mkdir()
+  cases.append((tmp / "folder.mat", "is a directory"))
+  (tmp / "loop.npy").symlink_to(tmp / "loop.npy")
+  cases.append((tmp / "loop.npy", "loop.npy"))
+  return cases
+
+
+def test_bad_kernel_files_are_one_line_errors_naming_the_file(tmp_path):
+  for path, pattern in _kernel_files(tmp_path):
+    with pytest.raises(ValueError, match=pattern) as caught:
+      deg.parse_degradation(str(path), 2)
+    message = str(caught.value)
+    assert path.name in message and "\n" not in message and len(message) < 300, message
+
+
+def test_kernel_file_size_is_checked_before_reading(tmp_path, monkeypatch):
+  np.save(tmp_path / "k.npy", np.ones((5, 5)))
+  monkeypatch.setattr(deg, "MAX_KERNEL_FILE_BYTES", 100)
+  with pytest.raises(ValueError, match="too large for a kernel"):
+    deg.load_kernel(tmp_path / "k.npy")
+
+
+@pytest.mark.parametrize("spec", ["gaussian:1e6,1e6,0", "gaussian:1,1,0,1000001",
+                                  "gaussian:1e308", "gaussian:43", "gaussian:1,1,0,257"])
+def test_huge_gaussian_specs_are_refused_before_allocating(spec):
+  with pytest.raises(ValueError, match="limit"):
+    deg.parse_degradation(spec, 2)
+  assert deg.parse_degradation("gaussian:42", 2).kernel.shape == (253, 253)  # Just fits.
+
+
+def test_kernel_validator_accepts_integer_and_overflowing_kernels():
+  np.testing.assert_array_equal(deg.check_kernel(np.ones((2, 2), np.uint8)), np.full((2, 2), .25))
+  np.testing.assert_allclose(deg.check_kernel([[1e308, 1e308]]), [[0.5, 0.5]])
+  with pytest.raises(ValueError, match="my kernel is all zeros"):
+    deg.check_kernel(np.zeros((3, 3)), "my kernel")
+
+
+def test_kernel_larger_than_the_image_is_refused():
+  blur = deg.parse_degradation("gaussian:2.0", 2)  # 13x13
+  deg.check_fits(blur, (13, 40))
+  deg.check_fits(deg.bicubic(2), (1, 1))
+  with pytest.raises(ValueError, match=r"'gaussian:2.0' \(13x13\) is larger than lr.png \(40x12\)"):
+    deg.check_fits(blur, (12, 40), "lr.png")

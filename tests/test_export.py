@@ -119,6 +119,13 @@ def test_bad_request_values_fail(loaded, inputs):
     _adapt(loaded, lr, -1)
   with pytest.raises(tf.errors.InvalidArgumentError, match="positive sum"):
     _adapt(loaded, lr, 1, np.zeros((3, 3), np.float32))
+  negative = np.full((3, 3), -0.1, np.float32)
+  negative[1, 1] = 2.0
+  for kernel in (negative, np.full((3, 3), np.nan, np.float32)):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite and non-negative"):
+      _adapt(loaded, lr, 1, kernel)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="at most the image size"):
+    _adapt(loaded, lr, 1, np.ones((23, 3), np.float32))  # lr is 21 x 26.
   with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
     _adapt(loaded, np.concatenate([lr, lr]), 1)  # adapt takes [1, H, W, C].
 
@@ -245,3 +252,39 @@ def test_adapt_learned_signature_uses_the_learned_step_sizes(tmp_path, inputs):
   np.testing.assert_allclose(served[0], expected, atol=1e-4)
   uniform = adaptation.adapt(model, lr[0], deg.bicubic(2), 3, 0.05)
   assert np.abs(expected - uniform).max() > 1e-4  # The rows differ in effect.
+
+
+def test_kill_during_export_leaves_staging_that_the_next_export_removes(exported, tmp_path):
+  """SIGKILL after the SavedModel is written but before its rename into place."""
+  import fault_injection  # pylint: disable=g-import-not-at-top
+  spec = exported[1].parent.parent / "tiny.json"
+  config = export.ExportConfig(output=str(tmp_path / "mlsr" / "1"), model=str(spec))
+  fault_injection.run_until_killed("model:1", "mlsr_tf.serving.export", "ExportConfig", config)
+  staged = list((tmp_path / "mlsr").iterdir())
+  assert [p.name.startswith(".1.") for p in staged] == [True]  # Only a staging directory.
+  live = tmp_path / "mlsr" / f".1.{os.getpid()}.keepme"  # A live writer's: kept.
+  live.mkdir()
+  export.run(config)
+  assert sorted(p.name for p in (tmp_path / "mlsr").iterdir()) == [live.name, "1"]
+  assert tf.saved_model.load(str(tmp_path / "mlsr" / "1")).signatures["adapt"] is not None
+
+
+def test_export_bad_inputs_write_nothing(exported, tmp_path):
+  spec = exported[1].parent.parent / "tiny.json"
+  (tmp_path / "file").write_text("x")
+  (tmp_path / "bad.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\ncut")
+  cases = [
+      (dict(output=str(exported[1]), model=str(spec)), "already exists"),
+      (dict(output=str(tmp_path / "out" / "1"), model="tiny",
+            weights=str(tmp_path / "bad.weights.h5")), "bad.weights.h5"),
+      (dict(output=str(tmp_path / "out" / "1"), model="tiny",
+            weights=str(tmp_path / "missing.weights.h5")), "missing.weights.h5"),
+      (dict(output=str(tmp_path / "out" / "1"), model=str(spec), input_dtype="int7"), "int7"),
+      (dict(output=str(tmp_path / "out" / "1"), model=str(spec), scale=3), "conflicts"),
+  ]
+  for kwargs, pattern in cases:
+    with pytest.raises(ValueError, match=pattern):
+      export.run(export.ExportConfig(**kwargs))
+  with pytest.raises(OSError):
+    export.run(export.ExportConfig(output=str(tmp_path / "file" / "1"), model=str(spec)))
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.weights.h5", "file"]

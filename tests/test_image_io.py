@@ -119,3 +119,119 @@ def test_written_png_has_ordinary_permissions(tmp_path):
     assert (path.stat().st_mode & 0o777) == 0o644
   finally:
     os.umask(old)
+
+
+# ----------------------------------------------------------------- hostile inputs (issue 14)
+
+
+def _encoded(ext, image=None):
+  image = np.zeros((6, 5, 3), np.uint8) if image is None else image
+  ok, data = cv2.imencode(ext, image)
+  assert ok
+  return bytearray(data.tobytes())
+
+
+def _claim_size(ext, width, height):
+  """An encoded image whose header claims width x height (the pixel data stay 6x5)."""
+  data = _encoded(ext)
+  if ext == ".png":
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+  elif ext == ".jpg":
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+  elif ext == ".bmp":
+    data[18:26] = width.to_bytes(4, "little") + height.to_bytes(4, "little")
+  else:  # TIFF, little-endian: patch the ImageWidth/ImageLength entries of the first IFD.
+    ifd = int.from_bytes(data[4:8], "little")
+    for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(data[ifd:ifd + 2], "little"), 12):
+      tag = int.from_bytes(data[entry:entry + 2], "little")
+      if tag in (256, 257):
+        data[entry + 2:entry + 4] = (4).to_bytes(2, "little")  # LONG
+        data[entry + 8:entry + 12] = (width if tag == 256 else height).to_bytes(4, "little")
+  return bytes(data)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
+def test_decoded_size_limit_is_checked_from_the_header(tmp_path, ext, capfd):
+  path = tmp_path / ("huge" + ext)
+  path.write_bytes(_claim_size(ext, 60000, 60000))
+  with pytest.raises(image_io.ImageError, match=r"huge.*60000x60000.*limit"):
+    image_io.read_image(path)
+  assert image_io.image_size(_claim_size(ext, 7, 9)) == (7, 9)
+  assert capfd.readouterr().err == ""  # No OpenCV output on the terminal.
+
+
+def test_size_limit_from_the_environment(tmp_path, monkeypatch):
+  path = tmp_path / "a.png"
+  image_io.write_png(path, np.zeros((10, 10, 3), np.uint8))
+  monkeypatch.setenv("MLSR_MAX_IMAGE_PIXELS", "99")
+  with pytest.raises(image_io.ImageError, match="limit of 99 pixels"):
+    image_io.read_image(path)
+  monkeypatch.setenv("MLSR_MAX_IMAGE_PIXELS", "100")
+  assert image_io.read_image(path).shape == (10, 10, 3)
+  monkeypatch.setenv("MLSR_MAX_IMAGE_PIXELS", "lots")
+  with pytest.raises(image_io.ImageError, match="'lots'"):
+    image_io.read_image(path)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
+def test_truncated_files_are_one_error_and_opencv_stays_quiet(tmp_path, ext, capfd):
+  image = np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype(np.uint8)
+  data = _encoded(ext, image)
+  path = tmp_path / ("cut" + ext)
+  path.write_bytes(bytes(data[:len(data) // 2]))
+  with pytest.raises(image_io.ImageError, match="cut"):
+    image_io.read_image(path)
+  assert capfd.readouterr().err == ""
+
+
+def test_paths_that_are_not_image_files(tmp_path):
+  (tmp_path / "dir.png").mkdir()
+  loop = tmp_path / "loop.png"
+  loop.symlink_to(loop)
+  (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+  os.mkfifo(tmp_path / "fifo.png")
+  (tmp_path / "text.png").write_text("hello, not an image")
+  for name, pattern in (("dir.png", "is a directory"), ("loop.png", "loop.png"),
+                        ("dangling.png", "no such image file"),
+                        ("fifo.png", "not a regular file"), ("text.png", "not a PNG")):
+    with pytest.raises(image_io.ImageError, match=pattern):
+      image_io.read_image(tmp_path / name)
+
+
+def test_unicode_path_round_trip(tmp_path):
+  path = tmp_path / "bilder ü 图像" / "ñ.png"
+  path.parent.mkdir()
+  image = _rng_image((5, 4, 3), np.uint8)
+  image_io.write_image(path, image)
+  np.testing.assert_array_equal(image_io.read_image(path), image)
+
+
+@pytest.mark.parametrize("ext,dtype,channels", [
+    (".png", np.uint16, 4), (".tif", np.uint16, 3), (".tiff", np.uint8, 1),
+    (".bmp", np.uint8, 3), (".jpg", np.uint8, 3), (".jpeg", np.uint8, 1)])
+def test_write_image_uses_the_format_of_the_extension(tmp_path, ext, dtype, channels):
+  image = _rng_image((8, 6, channels), dtype)
+  path = tmp_path / ("x" + ext)
+  image_io.write_image(path, image)
+  magic = {".png": b"\x89PNG", ".tif": b"II*\x00", ".tiff": b"II*\x00", ".bmp": b"BM",
+           ".jpg": b"\xff\xd8", ".jpeg": b"\xff\xd8"}[ext]
+  assert path.read_bytes().startswith(magic)
+  back = image_io.read_image(path)
+  assert back.shape == image.shape and back.dtype == dtype
+  if not ext.startswith(".jp"):  # Lossless formats.
+    np.testing.assert_array_equal(back, image)
+
+
+def test_write_image_refuses_what_the_format_cannot_store(tmp_path):
+  cases = ((tmp_path / "x.gif", np.uint8, 3, "unsupported output type '.gif'"),
+           (tmp_path / "x.jpg", np.uint16, 3, "uint16 pixels"),
+           (tmp_path / "x.jpg", np.uint8, 4, "4-channel"),
+           (tmp_path / "x.bmp", np.uint16, 1, "uint16"),
+           (tmp_path / "noext", np.uint8, 3, "unsupported output type ''"))
+  for path, dtype, channels, pattern in cases:
+    with pytest.raises(image_io.ImageError, match=pattern):
+      image_io.write_image(path, np.zeros((4, 4, channels), dtype))
+  with pytest.raises(image_io.ImageError, match="not a .png path"):
+    image_io.write_png(tmp_path / "x.jpg", np.zeros((4, 4, 3), np.uint8))
+  assert not list(tmp_path.iterdir())  # Nothing written, no temporaries.

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+import fault_injection
 from mlsr_tf.training import meta_train
 from mlsr_tf.data import image_io
 
@@ -148,15 +149,91 @@ def test_tool_bad_mixture_weights_exit_2_with_the_value(tmp_path, data_dir):
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_weights(
-    tmp_path, data_dir):
-  """A step size that blows the inner loop up must not overwrite good weights with NaNs."""
+    tmp_path, data_dir, monkeypatch):
+  """A meta loss that blows up must not overwrite good weights with NaNs."""
   config = _config(tmp_path / "run", data_dir, iterations=1)
   meta_train.run(config, log=lambda _: None)
   good = _weights(tmp_path / "run" / "model.weights.h5")
+  real = meta_train.make_trainer
+
+  def exploding_trainer(*args, **kwargs):  # Iteration 2 diverges (as too large a step would).
+    trainer = real(*args, **kwargs)
+    step = trainer.step
+    trainer.step = lambda batch: dict(step(batch), meta_loss=float("nan"))
+    return trainer
+  monkeypatch.setattr(meta_train, "make_trainer", exploding_trainer)
   with pytest.raises(meta_train.DivergedError, match="iteration 2.*iteration 1"):
-    meta_train.run(dataclasses.replace(config, iterations=4, alpha=1e12),
-                   log=lambda _: None)
+    meta_train.run(dataclasses.replace(config, iterations=4), log=lambda _: None)
   after = _weights(tmp_path / "run" / "model.weights.h5")
   for (name_a, a), (name_b, b) in zip(good, after):
     assert name_a == name_b
     np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------- lost work (issue 14)
+
+
+@pytest.mark.parametrize("changes,named", [
+    (dict(seed=1, batch=3), "batch 2 -> 3, seed 0 -> 1"),
+    (dict(patch=32, degradation="bicubic"), "patch 16 -> 32, degradation 'mixed' -> 'bicubic'"),
+])
+def test_resuming_with_other_result_flags_is_refused(tmp_path, data_dir, changes, named):
+  from mlsr_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  config = _config(tmp_path / "run", data_dir, iterations=1)
+  meta_train.run(config, log=lambda _: None)
+  before = (tmp_path / "run" / "model.weights.h5").read_bytes()
+  with pytest.raises(checkpoint.CheckpointError, match=rf"configuration: {named} \(these"):
+    meta_train.run(dataclasses.replace(config, iterations=2, **changes), log=lambda _: None)
+  assert (tmp_path / "run" / "model.weights.h5").read_bytes() == before
+
+
+def test_lost_state_is_refused_and_failed_starts_leave_nothing(tmp_path, data_dir):
+  from mlsr_tf.training import checkpoint  # pylint: disable=g-import-not-at-top
+  config = _config(tmp_path / "run", data_dir, iterations=1)
+  meta_train.run(config, log=lambda _: None)
+  (tmp_path / "run" / "checkpoint" / "state.json").unlink()
+  with pytest.raises(checkpoint.CheckpointError, match="holds weights but no readable"):
+    meta_train.run(dataclasses.replace(config, iterations=2), log=lambda _: None)
+  result = meta_train.run(dataclasses.replace(config, iterations=2, overwrite=True),
+                          log=lambda _: None)
+  assert result["iteration"] == 2
+  state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+  assert state["iteration"] == 2
+  with pytest.raises(ValueError, match="nothing_here"):
+    meta_train.run(_config(tmp_path / "new" / "run", tmp_path / "nothing_here"),
+                   log=lambda _: None)
+  assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["model.weights.h5", "optimizer.npz", "state.json"])
+def test_corrupt_checkpoint_files_are_one_line_naming_them(tmp_path, data_dir, name):
+  config = _config(tmp_path / "run", data_dir, iterations=1)
+  meta_train.run(config, log=lambda _: None)
+  path = tmp_path / "run" / "checkpoint" / name
+  path.write_bytes(path.read_bytes()[:40])
+  with pytest.raises(ValueError) as caught:
+    meta_train.run(dataclasses.replace(config, iterations=2), log=lambda _: None)
+  message = str(caught.value)
+  assert name in message and "\n" not in message and len(message) < 400, message
+
+
+@pytest.mark.parametrize("point,resumed_at", [("checkpoint.tmp:2", 2),
+                                              ("tmp-*-model.weights.h5:4", 2)])
+def test_kill_during_checkpoint_write_loses_no_work(tmp_path, data_dir, point, resumed_at):
+  """SIGKILL inside the second checkpoint, then resume: bit for bit an uninterrupted run."""
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  meta_train.run(_config(tmp_path / "straight", data_dir), log=lambda _: None)
+  config = _config(tmp_path / "killed", data_dir)
+  fault_injection.run_until_killed(point, "mlsr_tf.training.meta_train", "MetaTrainConfig",
+                                   config)
+  clean = {"checkpoint", "metrics.jsonl", "model.weights.h5", "tensorboard"}
+  leftovers = lambda: {p.name for p in (tmp_path / "killed").iterdir()} - clean
+  assert leftovers()  # What a killed writer leaves (checkpoint.old/.tmp, tmp-<pid>-...).
+  lines = []
+  meta_train.run(config, log=lines.append)
+  assert f"resuming from iteration {resumed_at} in {tmp_path / 'killed'}" in lines
+  for (_, x), (_, y) in zip(_weights(tmp_path / "straight" / "model.weights.h5"),
+                            _weights(tmp_path / "killed" / "model.weights.h5")):
+    np.testing.assert_array_equal(x, y)
+  assert not leftovers()

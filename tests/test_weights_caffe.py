@@ -202,3 +202,11 @@ def test_real_idn_caffemodels_parse_with_prototxt_names(scale):
   assert layers["upsample"].blobs[0].shape == (64, 1, 17, 17)
   assert layers["conv3_2"].blobs[0].shape == (32, 12, 3, 3)  # group 4: 48 / 4 inputs.
   assert np.all(np.isfinite(layers["conv1"].blobs[0]))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_recorded_geometry_of_the_real_idn_caffemodels(scale):
+  path = paths.data_root() / "weights" / "idn_caffe" / f"IDN_x{scale}.caffemodel"
+  if not path.exists():
+    pytest.skip("shared weights not available")
+  assert caffe.recorded_geometry(caffe.caffe_weights(path)) == {"scale": scale, "channels": 1}

@@ -1,5 +1,6 @@
 """Tests for mlsr_tf.models_io: format detection and loading any format into a model."""
 
+import os
 import zipfile
 
 import numpy as np
@@ -65,7 +66,8 @@ def test_torch_npz_and_unknown_files(tmp_path):
 
 def test_wrong_keras_weights_are_a_value_error(tmp_path):
   _tiny().save_weights(tmp_path / "w.weights.h5")
-  with pytest.raises(ValueError, match="cannot load Keras weights"):
+  with pytest.raises(ValueError, match=r"cannot load weights .*w.weights.h5.*conv1/kernel has "
+                     r"shape \(3, 3, 3, 8\) in the model but \(3, 3, 3, 4\) in the file$"):
     models_io.load_weights_into(registry.build_model("zssr", scale=2, filters=8, num_layers=3),
                                 tmp_path / "w.weights.h5")
 
@@ -82,3 +84,33 @@ def test_build_and_load_real_files():
   assert zssr.get_config()["model"] == "zssr"
   with pytest.raises(ValueError, match="no shipped name map fits"):
     models_io.build_and_load("idn", mzsr, scale=2)
+
+
+def test_recorded_scale_is_checked_for_every_keras_format(tmp_path):
+  """zssr upsamples first: x3 weights have x2 shapes, so only what the file records tells."""
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+  x3 = _tiny(scale=3)
+  keras_h5.save(x3, tmp_path / "x3.weights.h5")
+  x3.save(tmp_path / "x3.keras")
+  for path in (tmp_path / "x3.weights.h5", tmp_path / "x3.keras"):
+    with pytest.raises(ValueError, match=r"x3\.(weights\.h5|keras)' are for a network with "
+                                         r"scale 3 \(zssr\).*has scale 2; pass --scale 3"):
+      models_io.load_weights_into(_tiny(scale=2), path)
+    models_io.load_weights_into(_tiny(scale=3), path)
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "idn_caffe").is_dir(), reason="shared weights absent")
+def test_idn_x3_caffemodel_is_refused_by_an_x2_network():
+  x3 = WEIGHTS_DIR / "idn_caffe" / "IDN_x3.caffemodel"
+  with pytest.raises(ValueError, match=r"IDN_x3.caffemodel' are for a network with scale 3, "
+                                       r"but the model 'idn_caffe' has scale 2"):
+    models_io.build_and_load("idn_caffe", x3, scale=2)
+  assert models_io.build_and_load("idn_caffe", x3, scale=3).scale == 3
+
+
+def test_weight_paths_that_are_not_files(tmp_path):
+  (tmp_path / "empty.weights.h5").write_bytes(b"")
+  os.mkfifo(tmp_path / "fifo.weights.h5")
+  for name, pattern in (("empty.weights.h5", "is empty"), ("fifo.weights.h5", "not a file")):
+    with pytest.raises(ValueError, match=pattern):
+      models_io.load_weights_into(_tiny(), tmp_path / name)

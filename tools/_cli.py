@@ -29,6 +29,19 @@ def fail(message) -> None:
   sys.exit(2)
 
 
+def json_object(flag_name: str) -> dict:
+  """The value of a JSON-object flag (e.g. --model_kwargs), or exit 2 repeating it."""
+  import json  # pylint: disable=g-import-not-at-top
+  text = getattr(flags.FLAGS, flag_name)
+  try:
+    value = json.loads(text)
+  except ValueError:
+    value = None
+  if not isinstance(value, dict):
+    fail(f"--{flag_name} must be a JSON object such as '{{\"filters\": 32}}', got {text!r}")
+  return value
+
+
 def parse_flags_or_exit(argv):
   """absl ``flags_parser``: parses ``argv``; bad flags or extra arguments -> exit 2."""
   try:

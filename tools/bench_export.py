@@ -37,12 +37,19 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Scratch folder (default: a temp
 _SKIP_CLI = flags.DEFINE_bool("skip_cli", False, "Only the SavedModel vs Python row.")
 
 
+def _integers(flag) -> tuple:
+  try:
+    return tuple(int(v) for v in flag.value)
+  except ValueError:
+    _cli.fail(f"--{flag.name} must be comma-separated integers, got {','.join(flag.value)!r}")
+
+
 def main(argv):
   del argv  # Checked by _cli.parse_flags_or_exit.
   try:
     config = export.BenchConfig(
-        model=_MODEL.value, weights=_WEIGHTS.value, sizes=tuple(int(s) for s in _SIZES.value),
-        steps=tuple(int(s) for s in _STEPS.value), crops=_CROPS.value,
+        model=_MODEL.value, weights=_WEIGHTS.value, sizes=_integers(_SIZES),
+        steps=_integers(_STEPS), crops=_CROPS.value,
         crop_size=_CROP_SIZE.value, compare_size=_COMPARE_SIZE.value,
         compare_steps=_COMPARE_STEPS.value, learning_rate=_LEARNING_RATE.value,
         workdir=_WORKDIR.value, skip_cli=_SKIP_CLI.value)

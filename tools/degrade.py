@@ -8,6 +8,7 @@ Usage:
 --kernel: bicubic (default, MATLAB imresize) | gaussian:SX[,SY[,THETA[,SIZE]]]
 (sigmas in HR pixels, THETA in radians) | FILE.mat (variable 'Kernel') | FILE.npy.
 With a kernel: correlate (symmetric borders), keep pixels 0, s, 2s, ...
+--output: PNG, JPEG (8-bit), BMP (8-bit) or TIFF, as its extension says; others are refused.
 Bad input: a one-line ``error: ...`` on stderr and exit code 2.
 """
 
@@ -24,7 +25,8 @@ from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
 from mlsr_tf.data import degradation as degradation_lib
 
 _INPUT = flags.DEFINE_string("input", None, "HR image (PNG/JPEG/BMP/TIFF, 8 or 16 bit).")
-_OUTPUT = flags.DEFINE_string("output", None, "LR PNG to write.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "LR image to write; its extension picks the format (.png, .jpg, .bmp, .tif).")
 _SCALE = flags.DEFINE_integer("scale", None, "Integer downscaling factor.")
 _KERNEL = flags.DEFINE_string(
     "kernel", "bicubic", "bicubic | gaussian:SX,SY,THETA | FILE.mat | FILE.npy")

@@ -6,9 +6,12 @@ Usage:
       --patch 64 --batch 2 --inner_steps 2 --iterations 2 --workdir runs/meta
 
 Rerun with the same --workdir and a larger --iterations: it resumes where it stopped,
-with the same data order.  The latest meta-trained weights are written to
-WORKDIR/model.weights.h5 (accepted by every tool's --weights).  --backend jax runs the
-same algorithm on Keras' JAX backend (no TensorFlow needed).
+with the same data order.  Resuming with flags that change the result (--seed, --batch,
+--patch, --degradation, --alpha, ...) is refused, naming them; a workdir with weights but no
+readable checkpoint is refused unless --overwrite (which starts again).  The latest
+meta-trained weights are written to WORKDIR/model.weights.h5 (accepted by every tool's
+--weights).  --backend jax runs the same algorithm on Keras' JAX backend (no TensorFlow
+needed).
 
 Step sizes are for pixels in [0, 1] (default --alpha 0.65025 = the paper's 1e-5 at
 0..255 for the L2 loss; --beta 1e-6 as in the paper, Adam is scale invariant); with
@@ -52,6 +55,8 @@ flags.DEFINE_enum("order", "first", ["first", "second"], "Meta-gradient order.")
 flags.DEFINE_enum("loss", "l2", ["l2", "l1"], "Pixel loss.")
 flags.DEFINE_float("pixel_range", 1.0, "Loss computed on pixels scaled to 0..pixel_range.")
 flags.DEFINE_string("workdir", "runs/meta", "Output and checkpoint directory.")
+flags.DEFINE_bool("overwrite", False,
+                  "Discard what --workdir holds (weights, checkpoint, metrics) and start again.")
 flags.DEFINE_integer("validate_every", 100, "Validation period (0: never; also none if --iterations is smaller).")
 flags.DEFINE_string("validation", "Set5", "Comma-separated validation sets (names or folders).")
 flags.DEFINE_integer("validation_images", 0, "Use the first N images of each set (0: all).")
@@ -100,8 +105,8 @@ def main(argv):
   from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
   try:
     config = meta_train.MetaTrainConfig(
-        workdir=FLAGS.workdir, model=FLAGS.model, weights=FLAGS.weights,
-        model_kwargs=json.loads(FLAGS.model_kwargs), scale=FLAGS.scale,
+        workdir=FLAGS.workdir, overwrite=FLAGS.overwrite, model=FLAGS.model, weights=FLAGS.weights,
+        model_kwargs=_cli.json_object("model_kwargs"), scale=FLAGS.scale,
         channels=FLAGS.channels, data=FLAGS.data, data_root=FLAGS.data_root, patch=FLAGS.patch,
         batch=FLAGS.batch, patches_per_task=FLAGS.patches_per_task,
         inner_steps=FLAGS.inner_steps, alpha=FLAGS.alpha, beta=FLAGS.beta,

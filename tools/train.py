@@ -4,7 +4,11 @@ Usage:
   python tools/train.py --model idn --data train291 --workdir runs/idn_x2 \
       --iterations 20000 --batch 16 --patch 96 [--backend tensorflow|jax]
 
-Rerun with the same --workdir (and a larger --iterations) to resume where it stopped.
+Rerun with the same --workdir (and a larger --iterations) to resume where it stopped: the
+result equals a run started with that --iterations (the cosine learning-rate decay lasts
+--decay_steps, whatever --iterations is).  Resuming with flags that change the result
+(--seed, --batch, --learning_rate, ...) is refused, naming them; a workdir with weights but
+no readable checkpoint is refused unless --overwrite (which starts again).
 The latest weights are written to WORKDIR/model.weights.h5, which every tool accepts
 through --weights.  --max_seconds stops cleanly (after a checkpoint) once that much wall
 time has passed, for time-boxed GPU sessions.
@@ -34,6 +38,11 @@ flags.DEFINE_integer("patch", 96, "HR patch size.")
 flags.DEFINE_integer("batch", 16, "Batch size.")
 flags.DEFINE_integer("iterations", 1000, "Total number of training iterations.")
 flags.DEFINE_float("learning_rate", 2e-4, "Initial Adam learning rate (cosine decay).")
+flags.DEFINE_integer("decay_steps", 20000,
+                     "Length of the cosine learning-rate decay, in iterations (independent of "
+                     "--iterations; the rate stays at its final value after it).")
+flags.DEFINE_float("final_learning_rate_fraction", 0.05,
+                   "The learning rate at the end of the decay, as a fraction of the initial one.")
 flags.DEFINE_enum("loss", "l1", ["l1", "l2"], "Training loss.")
 flags.DEFINE_string("degradation", "bicubic",
                     "bicubic | gaussian:SX,SY,THETA | FILE.mat|.npy | a distribution name "
@@ -51,6 +60,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bf
                   "Layer dtype policy: mixed_float16 on GPUs (with loss scaling), "
                   "mixed_bfloat16 on GPUs/TPUs and CPUs with AMX-BF16; weights stay float32.")
 flags.DEFINE_float("max_seconds", None, "Stop cleanly after this many seconds.")
+flags.DEFINE_bool("overwrite", False,
+                  "Discard what --workdir holds (weights, checkpoint, log) and start again.")
 flags.DEFINE_bool("fit_iterations_to_time", False,
                   "With --max_seconds: measure the speed early and shorten --iterations (and "
                   "the learning-rate schedule) to finish within the time.")
@@ -65,16 +76,19 @@ def main(argv):
   from mlsr_tf.training import train  # pylint: disable=g-import-not-at-top  (after KERAS_BACKEND)
   try:
     config = train.TrainConfig(
-        model=FLAGS.model, model_kwargs=json.loads(FLAGS.model_kwargs), scale=FLAGS.scale,
+        model=FLAGS.model, model_kwargs=_cli.json_object("model_kwargs"), scale=FLAGS.scale,
         channels=FLAGS.channels, weights=FLAGS.weights, data=FLAGS.data,
         data_root=FLAGS.data_root, patch=FLAGS.patch, batch=FLAGS.batch,
-        iterations=FLAGS.iterations, learning_rate=FLAGS.learning_rate, loss=FLAGS.loss,
+        iterations=FLAGS.iterations, learning_rate=FLAGS.learning_rate,
+        decay_steps=FLAGS.decay_steps,
+        final_learning_rate_fraction=FLAGS.final_learning_rate_fraction, loss=FLAGS.loss,
         degradation=FLAGS.degradation, pool_size=FLAGS.pool_size, workers=FLAGS.workers,
         workdir=FLAGS.workdir, checkpoint_every=FLAGS.checkpoint_every,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         log_every=FLAGS.log_every, seed=FLAGS.seed, jit_compile=FLAGS.jit_compile,
         precision=FLAGS.precision,
-        max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time)
+        max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time,
+        overwrite=FLAGS.overwrite)
     result = train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
     _cli.fail(error)

@@ -34,12 +34,16 @@ from typing import Optional, Union
 
 import numpy as np
 
+from mlsr_tf import paths
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
 
 RANDOM_KERNEL_SIZE = 5
 RANDOM_SIGMA_RANGE = (0.2, 2.0)
 KERNEL_POOL_SIZE = 40_000
+# Largest kernel side accepted anywhere (kernel files, gaussian:... specs): 255 pixels is a
+# Gaussian of sigma ~42; a larger one would blur any image to its mean.
+MAX_KERNEL_SIZE = 255
 SPLIT_SIZES = {"train": 38_000, "validation": 1_000, "test": 1_000}
 
 
@@ -49,16 +53,49 @@ def _check_scale(scale) -> int:
   return int(scale)
 
 
-def _check_kernel(kernel, what: str = "kernel") -> np.ndarray:
-  """2-D, finite, positive sum; returns a read-only float64 copy normalised to sum 1."""
-  kernel = np.array(kernel, dtype=np.float64)
-  if kernel.ndim != 2 or kernel.size == 0:
-    raise ValueError(f"{what} must be a non-empty 2-D array, got shape {kernel.shape}")
+def check_kernel_size(shape, what: str = "kernel") -> tuple:
+  """A 2-D, non-empty shape with both sides at most :data:`MAX_KERNEL_SIZE`."""
+  shape = tuple(int(n) for n in shape)
+  if len(shape) != 2 or min(shape) < 1:
+    raise ValueError(f"{what} must be a non-empty 2-D array, got shape {shape}")
+  if max(shape) > MAX_KERNEL_SIZE:
+    raise ValueError(f"{what} of shape {shape} is larger than the limit of "
+                     f"{MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}")
+  return shape
+
+
+def _check_kernel_dtype(dtype, what: str) -> None:
+  if dtype.kind not in "iuf":
+    got = "text" if dtype.kind in "SU" else f"dtype {dtype}"
+    raise ValueError(f"{what} must be an array of real numbers, got {got}")
+
+
+def check_kernel(kernel, what: str = "kernel") -> np.ndarray:
+  """The one kernel validator; returns a read-only float64 copy normalised to sum 1.
+
+  A kernel is a 2-D array of real numbers (not text, objects, booleans or complex numbers)
+  of at most :data:`MAX_KERNEL_SIZE` per side, finite, non-negative, with a positive sum.
+  Whether it fits the image it blurs is :func:`check_fits`.
+
+  Raises:
+    ValueError: naming ``what`` and the problem.
+  """
+  array = np.asarray(kernel)
+  _check_kernel_dtype(array.dtype, what)
+  check_kernel_size(array.shape, what)
+  kernel = np.array(array, dtype=np.float64)
   if not np.all(np.isfinite(kernel)):
     raise ValueError(f"{what} has non-finite values")
-  total = kernel.sum()
+  if kernel.min() < 0:
+    raise ValueError(f"{what} has negative values (min {kernel.min():.4g}); a blur kernel "
+                     "is non-negative")
+  with np.errstate(over="ignore"):
+    total = kernel.sum()
+  if not np.isfinite(total):  # Finite values whose sum overflows: scale them down first.
+    kernel /= kernel.max()
+    total = kernel.sum()
   if not total > 0:
-    raise ValueError(f"{what} must have a positive sum, got {total!r}")
+    raise ValueError(f"{what} is all zeros (its sum must be positive)")
   kernel /= total
   kernel.setflags(write=False)
   return kernel
@@ -80,11 +117,22 @@ class Degradation:
   def __post_init__(self):
     object.__setattr__(self, "scale", _check_scale(self.scale))
     if self.kernel is not None:
-      object.__setattr__(self, "kernel", _check_kernel(self.kernel))
+      object.__setattr__(self, "kernel", check_kernel(self.kernel))
 
   @property
   def is_bicubic(self) -> bool:
     return self.kernel is None
+
+
+def check_fits(degradation: Degradation, image_shape, what: str = "the image") -> None:
+  """Refuses a blur kernel larger than the image it is applied to (``what`` names it)."""
+  if degradation.kernel is None:
+    return
+  kernel_h, kernel_w = degradation.kernel.shape
+  height, width = int(image_shape[0]), int(image_shape[1])
+  if kernel_h > height or kernel_w > width:
+    raise ValueError(f"kernel {degradation.name!r} ({kernel_w}x{kernel_h}) is larger than "
+                     f"{what} ({width}x{height})")
 
 
 def bicubic(scale: int) -> Degradation:
@@ -109,6 +157,7 @@ def gaussian_kernel(size: int, sigma_x: float, sigma_y: Optional[float] = None,
   """
   if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
     raise ValueError(f"gaussian_kernel: size must be a positive integer, got {size!r}")
+  check_kernel_size((size, size), "gaussian_kernel")
   sigma_y = sigma_x if sigma_y is None else sigma_y
   if not (sigma_x > 0 and sigma_y > 0):
     raise ValueError(
@@ -171,38 +220,63 @@ def kernel_split(split: str, seed: int = 0) -> np.ndarray:
   raise AssertionError("unreachable")
 
 
+# Largest kernel file read (bytes): a 255x255 float64 kernel is ~0.5 MB.
+MAX_KERNEL_FILE_BYTES = 16 << 20
+
+
+def _load_npy_kernel(path: pathlib.Path, what: str) -> np.ndarray:
+  """A .npy array, its header checked (magic, numeric dtype, size) before the data are read."""
+  with open(path, "rb") as f:
+    if f.read(6) != b"\x93NUMPY":
+      raise ValueError(f"{what} is not a NumPy .npy file")
+  try:
+    header = np.load(path, mmap_mode="r", allow_pickle=False)
+  except ValueError as e:  # Object (pickled) data cannot be memory-mapped.
+    raise ValueError(f"{what} holds no numeric array: {str(e).split('.')[0]}") from None
+  _check_kernel_dtype(header.dtype, what)
+  check_kernel_size(header.shape, what)
+  return np.array(header)
+
+
+def _load_mat_kernel(path: pathlib.Path, what: str) -> np.ndarray:
+  """Variable ``Kernel`` of a .mat file, or its only variable."""
+  import scipy.io  # Lazy: only .mat kernels need SciPy.
+  contents = scipy.io.loadmat(str(path))
+  arrays = {k: v for k, v in contents.items() if not k.startswith("__")}
+  if "Kernel" in arrays:
+    return np.asarray(arrays["Kernel"])
+  if len(arrays) == 1:
+    return np.asarray(next(iter(arrays.values())))
+  raise ValueError(f"{what} has no 'Kernel' variable and {len(arrays)} variables "
+                   f"({sorted(arrays)}); cannot tell which is the kernel")
+
+
 def load_kernel(path: Union[str, os.PathLike]) -> np.ndarray:
   """Reads a blur kernel from ``.mat`` (variable ``Kernel`` or the only array) or ``.npy``.
 
-  Returns it normalised to sum 1 (float64, 2-D).
+  Returns it normalised to sum 1 (float64, 2-D), after :func:`check_kernel`.
+
+  Raises:
+    ValueError: one line naming the file: missing, not a file, too large, unreadable, or
+      not a valid kernel (dtype, shape, values).
   """
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
+  what = f"kernel file {str(path)!r}"
   if suffix not in (".mat", ".npy"):
     raise ValueError(f"kernel file must be .mat or .npy, got {str(path)!r}")
-  if not path.is_file():
-    raise ValueError(f"no such kernel file: {str(path)!r}")
+  size = paths.check_input_file(path, "kernel file").stat().st_size
+  if size > MAX_KERNEL_FILE_BYTES:
+    raise ValueError(f"{what} is too large for a kernel ({size:,} bytes)")
   try:
-    if suffix == ".npy":
-      kernel = np.load(path, allow_pickle=False)
-    else:
-      import scipy.io  # Lazy: only .mat kernels need SciPy.
-      contents = scipy.io.loadmat(str(path))
-      arrays = {k: v for k, v in contents.items()
-                if not k.startswith("__") and isinstance(v, np.ndarray)}
-      if "Kernel" in arrays:
-        kernel = arrays["Kernel"]
-      elif len(arrays) == 1:
-        kernel = next(iter(arrays.values()))
-      else:
-        raise ValueError(
-            f"{str(path)!r} has no 'Kernel' variable and {len(arrays)} arrays "
-            f"({sorted(arrays)}); cannot tell which is the kernel")
-  except Exception as e:  # SciPy/NumPy raise many types (MatReadError, OSError, ...).
-    if isinstance(e, ValueError) and str(path) in str(e):
+    kernel = _load_npy_kernel(path, what) if suffix == ".npy" else _load_mat_kernel(path, what)
+  except ValueError as e:
+    if str(path) in str(e):
       raise
-    raise ValueError(f"cannot read kernel file {str(path)!r}: {e}") from e
-  return _check_kernel(kernel, f"kernel in {str(path)!r}")
+    raise ValueError(f"cannot read {what}: {e}") from None
+  except Exception as e:  # SciPy/NumPy raise many types (MatReadError, OSError, ...).
+    raise ValueError(f"cannot read {what}: {type(e).__name__}: {e}") from None
+  return check_kernel(kernel, f"kernel in {str(path)!r}")
 
 
 _GAUSSIAN_SPEC = re.compile(r"^gaussian:(.*)$")
@@ -231,14 +305,19 @@ def parse_degradation(spec: str, scale: int) -> Degradation:
     sigma_x = values[0]
     sigma_y = values[1] if len(values) > 1 else sigma_x
     theta = values[2] if len(values) > 2 else 0.0
+    if not (sigma_x > 0 and sigma_y > 0):
+      raise ValueError(f"bad gaussian degradation {spec!r}: sigmas must be positive")
     if len(values) > 3:
       if values[3] != int(values[3]) or values[3] < 1:
         raise ValueError(f"bad kernel size in {spec!r}; expected a positive integer")
-      size = int(values[3])
+      size = values[3]
     else:
-      size = 2 * int(math.ceil(3 * max(sigma_x, sigma_y))) + 1
-    if not (sigma_x > 0 and sigma_y > 0):
-      raise ValueError(f"bad gaussian degradation {spec!r}: sigmas must be positive")
+      widest = 3 * max(sigma_x, sigma_y)  # +-3 sigma; may be inf for huge sigmas.
+      size = 2 * math.ceil(widest) + 1 if widest < MAX_KERNEL_SIZE else math.inf
+    if size > MAX_KERNEL_SIZE:  # Checked before anything is allocated.
+      raise ValueError(f"gaussian degradation {spec!r} needs a kernel wider than the limit "
+                       f"of {MAX_KERNEL_SIZE} pixels")
+    size = int(size)
     return from_kernel(gaussian_kernel(size, sigma_x, sigma_y, theta), scale, name=text)
   if text.lower().endswith((".mat", ".npy")):
     return from_kernel(load_kernel(text), scale, name=pathlib.Path(text).name)
@@ -325,7 +404,7 @@ def degrade_tf(images, degradation_or_kernel, scale: Optional[int] = None):
     scale = _check_scale(scale)
     kernel = degradation_or_kernel
     if isinstance(kernel, np.ndarray) and kernel.ndim == 2:
-      kernel = _check_kernel(kernel)
+      kernel = check_kernel(kernel)
   batched, rank = imresize_lib.as_float_batch_tf(images, "degrade_tf")
   kernel = tf.cast(tf.convert_to_tensor(kernel), batched.dtype)
   if kernel.shape.rank not in (2, 3):
@@ -362,25 +441,32 @@ def make_lr_down(lr, degradation: Degradation):
 
 
 def degrade_file(input_path, output_path, degradation: Degradation) -> np.ndarray:
-  """Reads an image, degrades it and writes the LR image as PNG (atomically).
+  """Reads an image, degrades it and writes the LR image (atomically).
 
-  8-bit images are degraded in uint8 (bicubic is MATLAB-exact); 16-bit ones in
-  float and written back as 16-bit.  Refuses to overwrite the input.
+  The output format is the one its extension names (``image_io.write_image``: PNG, JPEG,
+  BMP, TIFF); an extension, dtype or channel count it cannot store is refused before any
+  work.  8-bit images are degraded in uint8 (bicubic is MATLAB-exact); 16-bit ones in float
+  and written back as 16-bit.  Refuses to overwrite the input and kernels larger than it.
 
   Returns:
     The LR image written.
   """
   input_path, output_path = pathlib.Path(input_path), pathlib.Path(output_path)
+  image_io.check_output_path(output_path)
   if output_path.exists() and input_path.exists() and output_path.samefile(input_path):
     raise ValueError(f"output {str(output_path)!r} would overwrite the input")
   image = image_io.read_image(input_path)
+  image_io.check_output_path(output_path, image.dtype, image.shape[2])
   if image.shape[0] < degradation.scale or image.shape[1] < degradation.scale:
     raise ValueError(
         f"image {str(input_path)!r} of shape {image.shape} is smaller than the scale "
         f"{degradation.scale}")
+  check_fits(degradation, image.shape, f"the image {str(input_path)!r}")
+  if not output_path.parent.is_dir():
+    raise ValueError(f"output directory {str(output_path.parent)!r} does not exist")
   if image.dtype == np.uint8:
     lr = degrade(image, degradation)
   else:
     lr = image_io.to_uint(degrade(image_io.to_float(image), degradation), image.dtype)
-  image_io.write_png(output_path, lr)
+  image_io.write_image(output_path, lr)
   return lr

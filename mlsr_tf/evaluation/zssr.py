@@ -249,14 +249,15 @@ def run_file(config: ZSSRFileConfig, log: Callable[[str], None] = print) -> dict
   from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
   config.zssr.validate()
   degradation = degradation_lib.parse_degradation(config.degradation, config.scale)
+  from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
   lr_path, output_path = pathlib.Path(config.lr_path), pathlib.Path(config.output_path)
-  if not lr_path.is_file():
-    raise ValueError(f"no such LR image: {str(lr_path)!r}")
-  if output_path.exists() and output_path.resolve() == lr_path.resolve():
+  if paths.same_file(output_path, lr_path):
     raise ValueError(f"output {str(output_path)!r} would overwrite the input")
   if output_path.suffix.lower() != ".png":
     raise ValueError(f"output must be a .png file, got {str(output_path)!r}")
+  image_io.check_output_path(output_path)
   lr = image_io.read_image(lr_path)
+  degradation_lib.check_fits(degradation, lr.shape, f"the image {str(lr_path)!r}")
   if lr.dtype != np.uint8:
     raise ValueError(f"{str(lr_path)!r}: only 8-bit images are supported, got {lr.dtype}")
   lr = lr[:, :, :3]

@@ -31,6 +31,8 @@ from mlsr_tf.meta import maml
 from mlsr_tf.meta import step_sizes as step_sizes_lib
 
 OPTIMIZERS = ("sgd", "adam")
+# Largest crops * crop_size^2 per adaptation step (a 4096 x 4096 image's worth).
+MAX_CROP_PIXELS = 1 << 24
 
 # Per-model compiled step functions: (model) -> {key: fn}.  Weak so models can be freed.
 _COMPILED = weakref.WeakKeyDictionary()
@@ -123,6 +125,18 @@ def make_adam_step(model: keras.Model, loss_config: maml.LossConfig = maml.LossC
     params, state = maml.adam_update(list(params), grads, state, learning_rate)
     return params, state, loss
   return step
+
+
+class AdaptationDivergedError(ValueError):
+  """The adaptation loss became non-finite or exploded (the step size is too large)."""
+
+
+def _check_loss(loss: float, done: int, steps: int, limit: float) -> None:
+  """Stops at a non-finite loss, or one above ``limit`` (``LossConfig.divergence_limit``)."""
+  if not loss <= limit:  # Also NaN.
+    raise AdaptationDivergedError(
+        f"adaptation diverged: the loss after {done} of {steps} steps is {loss:.4g} "
+        f"(limit {limit:g}); lower the step size alpha")
 
 
 def _crop_pairs(lr_down: np.ndarray, lr: np.ndarray, scale: int, crops: int, crop_size: int,
@@ -223,6 +237,10 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
   if crops is not None and (crops < 1 or crop_size < scale or crop_size % scale):
     raise ValueError(f"need crops >= 1 and crop_size a positive multiple of the scale "
                      f"{scale}, got crops={crops!r}, crop_size={crop_size!r}")
+  if crops is not None and crops * crop_size ** 2 > MAX_CROP_PIXELS:  # Before allocating.
+    raise ValueError(f"crops={crops!r} of crop_size={crop_size!r} are "
+                     f"{crops * crop_size ** 2:,} pixels per step, more than the limit of "
+                     f"{MAX_CROP_PIXELS:,}")
   backend = maml.get_backend()
   loss_config = maml.LossConfig(loss, pixel_range)
   params = list(params) if params is not None else trainable_values(model)
@@ -255,10 +273,16 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     else:
       params, adam_state, loss_value = step_fn(params, adam_state, x, y, step_alpha)
     params = list(params)
+    if i == 0:  # The starting network's loss.
+      limit = loss_config.divergence_limit(float(loss_value))
+    _check_loss(float(loss_value), i, steps, limit)  # The loss before this step.
     if progress is not None:
       progress(i + 1, steps, float(loss_value))
     if callback is not None:
       callback(i + 1, params)
+  final_loss = _compiled(model, f"loss/{loss_config}", lambda: backend.compile(
+      lambda p, a, b: maml.pixel_loss(maml.make_apply_fn(model)(p, a), b, loss_config)))
+  _check_loss(float(final_loss(params, x, y)), steps, steps, limit)
   return params
 
 

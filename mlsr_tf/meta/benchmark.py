@@ -40,8 +40,16 @@ def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
   return float(np.median(times))
 
 
+def _check_orders(orders) -> None:
+  """Before any timing: an unknown order would fail only after minutes of work."""
+  for order in orders:
+    if order not in maml.ORDERS:
+      raise ValueError(f"unknown order {order!r}; expected one of {maml.ORDERS}")
+
+
 def run(config: BenchConfig, model=None, log: Callable[[str], None] = print) -> dict:
   """Returns milliseconds and overhead ratios (see the keys); logs one line each."""
+  _check_orders(config.orders)
   from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
   import keras  # pylint: disable=g-import-not-at-top
   if model is None:
@@ -175,6 +183,9 @@ def run_speed(config: SpeedConfig, log: Callable[[str], None] = print) -> dict:
   """
   from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
   from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
+  _check_orders(config.orders)
+  for precision in config.precisions:
+    registry.check_precision(precision)
   backend = maml.get_backend()
   rng = np.random.default_rng(0)
   s = config.scale

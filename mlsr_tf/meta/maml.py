@@ -115,6 +115,19 @@ class LossConfig:
     if not self.pixel_range > 0:
       raise ValueError(f"pixel_range must be positive, got {self.pixel_range!r}")
 
+  def divergence_limit(self, initial_loss: float, headroom: float = 1.0) -> float:
+    """The largest loss that is not an explosion, for a run that started at ``initial_loss``.
+
+    The loss of an output off by the whole pixel range everywhere, or ten times the
+    starting loss if that is larger (an untrained network may start beyond the range),
+    times ``headroom``.  A larger or non-finite loss means the network diverged (too large
+    a step size).
+    """
+    whole_range = self.pixel_range ** (2 if self.kind == "l2" else 1)
+    if not math.isfinite(initial_loss):
+      return headroom * whole_range
+    return headroom * max(whole_range, 10.0 * initial_loss)
+
 
 def pixel_loss(prediction, target, config: LossConfig = LossConfig()):
   """Mean L2 or L1 loss over the common top-left region of ``prediction`` and ``target``.

@@ -30,6 +30,12 @@ _MODEL_MODULES = ("idn", "zssr", "srcnn", "enet", "rcan")
 # float32 under every one; "mixed_*" compute in 16 bits (bfloat16 runs on AMX on CPUs that
 # have it, float16 is for GPUs).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Sanity limits checked before any layer allocates its weights (an x100000 sub-pixel
+# upsampler or a billion filters would exhaust any machine): scale and channels, and every
+# integer hyper-parameter (filters, blocks, layers, ...).
+MAX_SCALE = 16
+MAX_CHANNELS = 16
+MAX_INTEGER_HYPERPARAMETER = 4096
 
 
 def check_precision(precision: str) -> str:
@@ -124,10 +130,15 @@ def build_model(name: str, scale: int = 2, channels: int | None = None,
         f"unknown model {name!r}; expected one of {sorted(_BUILDERS)}")
   if channels is None:
     channels = _DEFAULT_CHANNELS[name]
-  if not blocks.is_positive_int(channels):
-    raise ValueError(f"channels must be a positive integer, got {channels!r}")
-  if not blocks.is_positive_int(scale):
-    raise ValueError(f"scale must be a positive integer, got {scale!r}")
+  if not blocks.is_positive_int(channels) or channels > MAX_CHANNELS:
+    raise ValueError(f"channels must be a positive integer <= {MAX_CHANNELS}, got {channels!r}")
+  if not blocks.is_positive_int(scale) or scale > MAX_SCALE:
+    raise ValueError(f"scale must be a positive integer <= {MAX_SCALE}, got {scale!r}")
+  for key, value in kwargs.items():
+    if (isinstance(value, int) and not isinstance(value, bool)
+        and abs(value) > MAX_INTEGER_HYPERPARAMETER):
+      raise ValueError(f"{key}={value!r} for model {name!r} is larger than the limit of "
+                       f"{MAX_INTEGER_HYPERPARAMETER}")
   builder = _BUILDERS[name]
   accepted = set(inspect.signature(builder).parameters) - {"scale", "channels"}
   unknown = sorted(set(kwargs) - accepted)

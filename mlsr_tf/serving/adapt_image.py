@@ -43,11 +43,14 @@ from typing import Callable, Optional, TextIO
 import numpy as np
 
 from mlsr_tf import metrics
+from mlsr_tf import paths
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
 from mlsr_tf.data import synthetic
 
+# Outputs written while a run is in progress (renamed to their names at its end).
+STAGED_PATTERN = r"\..+\.(?P<pid>\d+)\.staged\.png"
 # The LR must give an LR_down of at least this many pixels per side (per scale factor).
 MIN_LR_DOWN_SIDE = 4
 # Default SGD step size ([0, 1] pixels, L2) for networks without a model card, i.e. not
@@ -361,14 +364,23 @@ class Progress:
 
   def __init__(self, label: str, stream: TextIO, width: int = 24):
     self.label, self.stream, self.width = label, stream, width
+    self.open = False  # A bar is drawn without its final newline.
 
   def __call__(self, done: int, total: int, loss: Optional[float] = None) -> None:
     filled = int(round(self.width * done / max(total, 1)))
     text = f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}"
     if loss is not None:
       text += f" loss {loss:.3g}"
-    self.stream.write(text + ("\n" if done >= total else ""))
+    self.open = done < total
+    self.stream.write(text + ("" if self.open else "\n"))
     self.stream.flush()
+
+  def close(self) -> None:
+    """Ends an unfinished bar's line (so that an error message starts a line of its own)."""
+    if self.open:
+      self.stream.write("\n")
+      self.stream.flush()
+      self.open = False
 
 
 @dataclasses.dataclass
@@ -403,12 +415,6 @@ class AdaptImageConfig:
   precision: str = "float32"
 
 
-def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
-  if a.exists() and b.exists():
-    return a.samefile(b)
-  return a.resolve() == b.resolve()
-
-
 def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, pathlib.Path]]:
   """(input, output) pairs; checks the paths (before any work is done)."""
   if config.input_dir is not None:
@@ -417,7 +423,7 @@ def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, path
       raise ValueError(f"--input_dir {str(in_dir)!r} is not a directory")
     if not out_dir.is_dir():
       raise ValueError(f"--output_dir {str(out_dir)!r} is not a directory")
-    if _same_file(in_dir, out_dir):
+    if paths.same_file(in_dir, out_dir):
       raise ValueError(f"--output_dir {str(out_dir)!r} must differ from --input_dir "
                        "(inputs are never overwritten)")
     inputs = sorted(p for p in in_dir.iterdir()
@@ -431,8 +437,9 @@ def _plan(config: AdaptImageConfig, scale: int) -> list[tuple[pathlib.Path, path
             else source.with_name(f"{source.stem}_x{scale}.png"))
   if target.suffix.lower() != ".png":
     raise ValueError(f"--output must be a .png file, got {str(target)!r}")
-  if _same_file(source, target):
+  if paths.same_file(source, target):
     raise ValueError(f"--output {str(target)!r} would overwrite the input")
+  image_io.check_output_path(target)
   if not target.parent.is_dir():
     raise ValueError(f"output directory {str(target.parent)!r} does not exist")
   return [(source, target)]
@@ -510,25 +517,36 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
       raise ValueError(f"image {str(source)!r} of size {image.shape[1]}x{image.shape[0]} is "
                        f"too small for x{scale} (needs at least {MIN_LR_DOWN_SIDE * scale} "
                        "pixels per side)")
+    degradation_lib.check_fits(degradation, image.shape, f"the image {str(source)!r}")
     if gt is not None and any(abs(s * scale - g) >= scale
                               for s, g in zip(image.shape[:2], gt.shape[:2])):
       raise ValueError(f"--gt {config.gt!r} of size {gt.shape[1]}x{gt.shape[0]} does not "
                        f"match x{scale} of the input ({image.shape[1]}x{image.shape[0]})")
   quiet_stream = open(os.devnull, "w") if config.quiet else None  # pylint: disable=consider-using-with
   progress_stream = quiet_stream or stderr
-  results = []
+  results, staged = [], []
+  for directory in {target.parent for _, target in pairs}:
+    paths.remove_stale_temporaries(directory, STAGED_PATTERN)
   try:
     for (source, target), image in zip(pairs, images):
       step_bar = Progress(f"adapt {source.name}", progress_stream)
       tile_bar = Progress(f"tiles {source.name}", progress_stream)
       start = time.perf_counter()
-      sr = super_resolve(loaded.model, image, degradation, options, step_bar, tile_bar)
+      try:
+        sr = super_resolve(loaded.model, image, degradation, options, step_bar, tile_bar)
+      except ValueError as error:  # E.g. AdaptationDivergedError: say which image.
+        step_bar.close()
+        tile_bar.close()
+        raise type(error)(f"{source.name}: {error}") from None
       seconds = time.perf_counter() - start
-      image_io.write_png(target, sr)
+      # Staged beside the target; renamed only once every image succeeded (a diverged or
+      # failing later image leaves no output at all).
+      staged.append((target.with_name(f".{target.stem}.{os.getpid()}.staged.png"), target))
+      image_io.write_png(staged[-1][0], sr)
       result = {"input": str(source), "output": str(target), "steps": int(options.steps),
                 "seconds": round(seconds, 3)}
-      print(f"wrote {target}: {sr.shape[1]}x{sr.shape[0]} (x{scale}, {loaded.description}, "
-            f"{degradation.name}, {options.steps} steps in {seconds:.1f} s)", file=stdout)
+      lines = [f"wrote {target}: {sr.shape[1]}x{sr.shape[0]} (x{scale}, {loaded.description}, "
+               f"{degradation.name}, {options.steps} steps in {seconds:.1f} s)"]
       if gt is not None:
         before = super_resolve(loaded.model, image, degradation,
                                dataclasses.replace(options, steps=0))
@@ -536,12 +554,19 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
         psnr_after, ssim_after = compare_to_gt(sr, gt, scale)
         result.update(psnr_before=round(psnr_before, 4), psnr_after=round(psnr_after, 4),
                       ssim_after=round(ssim_after, 5))
-        print(json.dumps({key: result[key] for key in
-                          ("psnr_before", "psnr_after", "ssim_after", "steps", "seconds")}),
-              file=stdout)
-      results.append(result)
+        lines.append(json.dumps({key: result[key] for key in
+                                 ("psnr_before", "psnr_after", "ssim_after", "steps",
+                                  "seconds")}))
+      results.append((result, lines))
+    for staged_path, target in staged:
+      os.replace(staged_path, target)
+    staged = []
   finally:
     if quiet_stream is not None:
       quiet_stream.close()
-  return results
-
+    for staged_path, _ in staged:
+      staged_path.unlink(missing_ok=True)
+  for _, lines in results:
+    for line in lines:
+      print(line, file=stdout)
+  return [result for result, _ in results]

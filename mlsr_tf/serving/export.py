@@ -41,9 +41,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 from typing import Optional
+
+from mlsr_tf import paths
 
 INPUT_DTYPES = ("float32", "uint8")
 SIGNATURES = ("serving_default", "adapt")
@@ -97,10 +100,22 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32",
         tf.debugging.assert_equal(tf.shape(x)[0], 1, message="adapt takes one image: lr "
                                   "must be [1, H, W, C]"),
         tf.debugging.assert_non_negative(steps, message="steps must be >= 0"),
-        tf.debugging.assert_equal(
-            tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0), True,
-            message="kernel must be empty (bicubic) or have a positive sum"),
+        # The checks of mlsr_tf.data.degradation.check_kernel / check_fits, in the graph
+        # (values first, so that a NaN kernel is not reported as a bad sum).
+        tf.debugging.Assert(
+            tf.logical_and(tf.reduce_all(tf.math.is_finite(kernel)),
+                           tf.reduce_all(kernel >= 0)),
+            ["kernel must be finite and non-negative"]),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.shape(kernel) <= tf.minimum(
+                tf.shape(x)[1:3], degradation_lib.MAX_KERNEL_SIZE)),
+            [f"kernel must be at most {degradation_lib.MAX_KERNEL_SIZE} and at most the "
+             "image size per side"]),
     ] + finite_check
+    with tf.control_dependencies(checks):
+      checks.append(tf.debugging.Assert(
+          tf.logical_or(tf.equal(tf.size(kernel), 0), tf.reduce_sum(kernel) > 0),
+          ["kernel must be empty (bicubic) or have a positive sum"]))
     with tf.control_dependencies(checks):
       x = tf.identity(x)
     lr_down = tf.cond(
@@ -142,29 +157,37 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32",
   return functions
 
 
+def staging_pattern(name: str) -> str:
+  """Names of the staging directories of exports to ``<parent>/<name>`` (group ``pid``)."""
+  return rf"\.{re.escape(name)}\.(?P<pid>\d+)\.[A-Za-z0-9_]+"
+
+
 def export_savedmodel(model, output_dir, scale: int, input_dtype: str = "float32",
                       step_sizes=None) -> str:
   """Writes the SavedModel (all signatures) to ``output_dir``; returns its path.
 
   ``step_sizes``: the model's learned ``[k, P]`` step sizes, if any (``adapt_learned``).
 
-  The directory is written next to the target and renamed into place, so a failure leaves
-  no half-written model; an existing ``output_dir`` is an error (never overwritten).
-  For TF Serving use ``<base>/<name>/<version>``, e.g. ``export/mlsr/1``.
+  The directory is written next to the target (``.<name>.<pid>.xxxxxxxx/``, removed at the
+  next export into the same parent if this process was killed) and renamed into place, so
+  a failure leaves no half-written model; an existing ``output_dir`` is an error (never
+  overwritten).  For TF Serving use ``<base>/<name>/<version>``, e.g. ``export/mlsr/1``.
   """
   import keras  # pylint: disable=g-import-not-at-top
 
   output_dir = pathlib.Path(output_dir)
-  if output_dir.exists():
+  if output_dir.exists() or output_dir.is_symlink():
     raise ValueError(f"export directory {str(output_dir)!r} already exists")
   parent = output_dir.parent
   parent.mkdir(parents=True, exist_ok=True)
+  paths.remove_stale_temporaries(parent, staging_pattern(output_dir.name))
   archive = keras.export.ExportArchive()
   archive.track(model)
   for name, (fn, specs) in make_signature_functions(model, scale, input_dtype,
                                                     step_sizes).items():
     archive.add_endpoint(name=name, fn=fn, input_signature=specs)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=parent))
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.{os.getpid()}.",
+                                          dir=parent))
   try:
     archive.write_out(str(staging / "model"), verbose=False)
     os.replace(staging / "model", output_dir)
@@ -210,6 +233,19 @@ class BenchConfig:
   skip_cli: bool = False
 
 
+def _check_bench_config(config: BenchConfig) -> None:
+  """Raises ValueError, repeating the value, for sizes, step counts or rates out of range."""
+  import math  # pylint: disable=g-import-not-at-top
+  for name, values, low in (("sizes", config.sizes, 8), ("steps", config.steps, 0),
+                            ("crops", (config.crops,), 1), ("crop_size", (config.crop_size,), 1),
+                            ("compare_size", (config.compare_size,), 8),
+                            ("compare_steps", (config.compare_steps,), 0)):
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < low for v in values):
+      raise ValueError(f"{name} must be integers >= {low}, got {values!r}")
+  if not (math.isfinite(config.learning_rate) and config.learning_rate >= 0):
+    raise ValueError(f"learning_rate must be finite and >= 0, got {config.learning_rate!r}")
+
+
 def _time(fn) -> float:
   import time  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
@@ -236,6 +272,8 @@ def benchmark(config: BenchConfig, log=print) -> list:
   from mlsr_tf.data import image_io  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import synthetic  # pylint: disable=g-import-not-at-top
 
+  _check_bench_config(config)
+  loaded = adapt_image.load_inference_model(config.model, config.weights)  # Checked first.
   workdir = pathlib.Path(config.workdir or tempfile.mkdtemp(prefix="bench_export."))
   workdir.mkdir(parents=True, exist_ok=True)
   model_flags = ["--model", config.model] + (["--weights", config.weights]
@@ -271,7 +309,6 @@ def benchmark(config: BenchConfig, log=print) -> list:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
-  loaded = adapt_image.load_inference_model(config.model, config.weights)
   export_dir = workdir / "savedmodel"
   shutil.rmtree(export_dir, ignore_errors=True)
   export_savedmodel(loaded.model, export_dir, loaded.scale)

@@ -29,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from mlsr_tf import paths
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
@@ -140,7 +141,13 @@ def post_json(url: str, body: dict, timeout: float = 600.0) -> dict:
       detail = json.loads(detail).get("error", detail)
     except (ValueError, AttributeError):
       pass
-    raise ValueError(f"{url} answered HTTP {e.code}: {detail}") from e
+    detail = " ".join(str(detail).split())  # One line, and no tensor dump.
+    raise ValueError(f"{url} answered HTTP {e.code}: "
+                     f"{detail if len(detail) <= 300 else detail[:300] + ' ...'}") from e
+  except urllib.error.URLError as e:
+    raise OSError(f"cannot reach {url}: {e.reason}") from None
+  except (OSError, ValueError) as e:  # Timeouts, bad URLs ("unknown url type").
+    raise OSError(f"cannot reach {url}: {e}") from None
   try:
     return json.loads(text)
   except ValueError as e:
@@ -170,8 +177,11 @@ def run(config: ClientConfig) -> dict:
   source, target = pathlib.Path(config.input), pathlib.Path(config.output)
   if target.suffix.lower() != ".png":
     raise ValueError(f"--output must be a .png file, got {str(target)!r}")
-  if target.resolve() == source.resolve():
+  if paths.same_file(target, source):
     raise ValueError(f"--output {str(target)!r} would overwrite the input")
+  image_io.check_output_path(target)
+  if not (isinstance(config.timeout, (int, float)) and 0 < config.timeout < float("inf")):
+    raise ValueError(f"--timeout must be a positive number of seconds, got {config.timeout!r}")
   image = image_io.read_image(source)
   color, alpha = (image[:, :, :3], image[:, :, 3:]) if image.shape[2] == 4 else (image, None)
   body = build_predict_request(color, config.signature, config.steps, config.learning_rate,

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 import pathlib
 import time
 from typing import Callable
@@ -52,6 +50,7 @@ from mlsr_tf.meta import maml
 class MetaTrainConfig:
   """Everything ``tools/meta_train.py`` can set (see its flags for the meaning)."""
   workdir: str
+  overwrite: bool = False  # Discard what workdir holds and start again.
   model: str = "idn_caffe"
   weights: str | None = None
   model_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -136,6 +135,12 @@ class MetaTrainConfig:
     maml.LossConfig(self.loss, self.pixel_range)
     from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
     registry.check_precision(self.precision)
+    from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+    paths.check_memory(  # HR, LR and LR_down float32 patches of one meta-batch.
+        self.batch * self.patches_per_task * self.patch ** 2 * (self.channels or 3) * 4
+        * (1 + self.scale ** -2 + self.scale ** -4),
+        f"batch {self.batch} x patches_per_task {self.patches_per_task} of "
+        f"{self.patch}x{self.patch} patches")
     self.objective().validate(self.inner_steps)
 
 
@@ -156,9 +161,8 @@ def build_model(config: MetaTrainConfig):
     model = registry.build_model(config.model, scale=config.scale, channels=config.channels,
                                  precision=config.precision, **config.model_kwargs)
     if weights is not None:
-      if not os.path.isfile(weights):
-        raise ValueError(f"no such weights file: {str(weights)!r}")
-      model.load_weights(str(weights))
+      from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+      keras_h5.load(model, weights, "initial weights")
     return model
   from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
   return models_io.build_and_load(config.model, config.weights, scale=config.scale,
@@ -279,10 +283,9 @@ def validate(model, validation: dict, config: MetaTrainConfig, step_sizes=None) 
 
 def save_weights(model, path: pathlib.Path) -> None:
   """``model.save_weights`` to a temporary file, then renamed (never half-written)."""
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-  model.save_weights(str(tmp))
-  os.replace(tmp, path)
+  keras_h5.save(model, path)
 
 
 def save_checkpoint(workdir: pathlib.Path, trainer, iteration: int,
@@ -308,24 +311,45 @@ def save_step_sizes(trainer, path: pathlib.Path) -> None:
     step_sizes_lib.save(path, trainer.model, matrix)
 
 
+# Fields that change the result: a run resumes only with the values it started with (the
+# others -- iterations, workdir, data_root, backend, jit_compile, logging, checkpoint and
+# validation settings -- may differ).
+RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data", "patch",
+                 "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
+                 "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
+                 "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate")
+# The work directory's outputs besides checkpoint/ (the weights first).
+OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
+
+
 def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
-  """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0)."""
+  """Loads the checkpoint into ``trainer`` if there is one; returns its iteration (or 0).
+
+  Raises:
+    checkpoint.CheckpointError: a configuration that differs in a :data:`RESULT_FIELDS`
+      field (all named), or a corrupt checkpoint file (named).
+  """
   directory = checkpoint_lib.latest(workdir / "checkpoint")
   if directory is None:
     return 0
-  state = json.loads((directory / "state.json").read_text())
-  saved = state["config"]
-  for key in ("model", "scale", "channels", "model_kwargs", "inner_steps", "learn_step_sizes"):
-    if saved.get(key) != getattr(config, key):
-      raise ValueError(f"workdir {str(workdir)!r} holds a run with {key}={saved.get(key)!r}, "
-                       f"not {getattr(config, key)!r}")
-  trainer.model.load_weights(str(directory / "model.weights.h5"))
+  state = checkpoint_lib.read_state(directory)
+  defaults = {field.name: field.default for field in dataclasses.fields(MetaTrainConfig)
+              if field.default is not dataclasses.MISSING}
+  checkpoint_lib.check_same_run(state["config"], dataclasses.asdict(config), RESULT_FIELDS,
+                                workdir, defaults)
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+  keras_h5.load(trainer.model, directory / "model.weights.h5", "checkpoint weights")
   import keras  # pylint: disable=g-import-not-at-top
   trainer.set_theta([keras.ops.convert_to_numpy(v.value)
                      for v in trainer.model.trainable_variables])
-  with np.load(directory / "optimizer.npz") as optimizer:
-    trainer.set_state(dict(optimizer))
-  return int(state["iteration"])
+  optimizer = directory / "optimizer.npz"
+  try:
+    trainer.set_state(checkpoint_lib.load_arrays(optimizer))
+  except (KeyError, ValueError, TypeError) as e:
+    raise checkpoint_lib.CheckpointError(
+        f"checkpoint file {str(optimizer)!r} does not fit this run's optimizer "
+        f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
+  return state["iteration"]
 
 
 def _summary_writer(workdir: pathlib.Path, backend: str):
@@ -336,10 +360,28 @@ def _summary_writer(workdir: pathlib.Path, backend: str):
   if importlib.util.find_spec("tensorboard") is None:
     return None  # tf.summary.scalar needs the tensorboard package; metrics.jsonl has all.
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     return None
-  return tf.summary.create_file_writer(str(workdir / "tensorboard"))
+  return _LazySummaryWriter(workdir / "tensorboard")
+
+
+class _LazySummaryWriter:
+  """``tf.summary`` file writer created at its first use: a run that fails before writing
+  any summary leaves no event file (and so no non-empty work directory) behind."""
+
+  def __init__(self, path: pathlib.Path):
+    self._path, self._writer = path, None
+
+  def as_default(self, step: int):
+    if self._writer is None:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      self._writer = tf.summary.create_file_writer(str(self._path))
+    return self._writer.as_default(step=step)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
 
 
 def _write_summaries(writer, iteration: int, values: dict) -> None:
@@ -373,6 +415,10 @@ class DivergedError(ValueError):
 def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=None) -> dict:
   """Meta-trains (or resumes) according to ``config``.
 
+  The work directory is opened with ``checkpoint.workdir_session`` (one run at a time,
+  leftovers of a killed run cleaned, weights without a readable state refused unless
+  ``overwrite``, no empty directory left by a failed start).
+
   Returns:
     ``{"iteration": last iteration, "validation": last validation (or None),
     "seconds_per_iteration": mean over this call's iterations (or None)}``.
@@ -383,8 +429,14 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     raise ValueError(f"backend {config.backend!r} requested but Keras runs on "
                      f"{keras.backend.backend()!r}; set KERAS_BACKEND={config.backend} "
                      "before keras is imported")
+  with checkpoint_lib.workdir_session(config.workdir, "checkpoint", overwrite=config.overwrite,
+                                      outputs=OUTPUTS, subdirectories=("validated",)):
+    return _run(config, log, strategy)
+
+
+def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
+  """The body of :func:`run`, in an open work directory."""
   workdir = pathlib.Path(config.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   model = build_model(config)
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
   channels = adaptation.model_channels(model)
@@ -428,17 +480,25 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
   began = time.time()
   window = []
   last_saved = start
+  # From this run's first iteration (LossConfig.divergence_limit); the meta loss may well
+  # overshoot while the outer loop learns, so only a thousandfold explosion stops the run.
+  divergence_limit = None
   for iteration in range(start, config.iterations):
     step_began = time.time()
     batch = sampler.sample(iteration, config.batch)
     metrics = trainer.step(batch)
     done = iteration + 1
     meta_loss = float(metrics["meta_loss"])
-    if not math.isfinite(meta_loss):
+    if divergence_limit is None:
+      divergence_limit = sum(config.objective().weights(config.inner_steps)) * maml.LossConfig(
+          config.loss, config.pixel_range).divergence_limit(
+              float(metrics["support_loss_before"]), headroom=1e3)
+    if not meta_loss <= divergence_limit:  # Non-finite, or exploded.
       # Saving now would overwrite the last good weights with NaNs.
       raise DivergedError(
-          f"meta-training diverged at iteration {done}: meta loss {meta_loss}; the weights of "
-          f"iteration {last_saved} are kept in {workdir}; lower --alpha (inner step) or --beta")
+          f"meta-training diverged at iteration {done}: meta loss {meta_loss:.4g} (limit "
+          f"{divergence_limit:g}); the weights of iteration {last_saved} are kept in "
+          f"{workdir}; lower --alpha (inner step) or --beta")
     window.append(time.time() - step_began)
     if done % config.log_every == 0 or done == config.iterations:
       per_iteration = float(np.mean(window[-config.log_every:]))

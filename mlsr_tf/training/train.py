@@ -4,7 +4,10 @@ MLSR starts meta-training from a conventionally trained network.  This module tr
 from random initialisation (or fine-tunes given weights) on HR training images:
 
   HR patches (``PatchSampler``) -> LR = degrade(HR) (quantized to uint8, like real LR files)
-  -> model(LR) vs HR, L1 or L2, Adam with cosine decay.
+  -> model(LR) vs HR, L1 or L2, Adam with cosine decay over ``decay_steps`` iterations
+  (its own setting, not ``iterations``: a run resumed with a larger ``iterations`` follows
+  the same schedule as one started with it; after ``decay_steps`` the rate stays at its
+  final value).
 
 It runs unchanged on the TensorFlow backend (this project's product path) and on the JAX
 backend (the GPU machines, which have no TensorFlow): only NumPy, Keras and
@@ -17,7 +20,11 @@ backend (the GPU machines, which have no TensorFlow): only NumPy, Keras and
   workdir/log.jsonl               one JSON line per log / validation event
 
 Data order is a pure function of ``(seed, iteration)``, so an interrupted run resumed from
-its checkpoint continues exactly as the uninterrupted run would have.
+its checkpoint continues exactly as the uninterrupted run would have (bit for bit on the
+same machine; tested).  The work directory is opened with
+``checkpoint.workdir_session``: weights without a readable state are refused unless
+``overwrite``, and resuming with a different value of a :data:`RESULT_FIELDS` field is
+refused, naming it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class TrainConfig:
   iterations: int = 1000
   learning_rate: float = 2e-4
   final_learning_rate_fraction: float = 0.05   # cosine decay ends at lr * this
+  decay_steps: int = 20000               # length of the cosine decay (not tied to iterations)
   loss: str = "l1"                       # l1 | l2
   degradation: str = "bicubic"           # bicubic | a degradation-distribution spec
   pool_size: int = 4096                  # HR/LR patch pairs prepared up front
@@ -76,6 +84,7 @@ class TrainConfig:
   # With max_seconds: after two log periods, measure the speed and shorten `iterations` (and
   # the cosine schedule) so that the run *finishes* its schedule within max_seconds.
   fit_iterations_to_time: bool = False
+  overwrite: bool = False                # discard what workdir holds and start again
 
   def validate(self) -> None:
     if self.scale not in (2, 3, 4):
@@ -85,7 +94,7 @@ class TrainConfig:
     if self.loss not in ("l1", "l2"):
       raise ValueError(f"loss must be 'l1' or 'l2', got {self.loss!r}")
     for name in ("patch", "batch", "pool_size", "checkpoint_every", "validate_every",
-                 "log_every"):
+                 "log_every", "decay_steps"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
     if self.iterations < 0:
@@ -94,8 +103,28 @@ class TrainConfig:
       raise ValueError(f"patch ({self.patch}) must be a multiple of scale ({self.scale})")
     if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
       raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+    if not 0 <= self.final_learning_rate_fraction <= 1:
+      raise ValueError(f"final_learning_rate_fraction must be in [0, 1], got "
+                       f"{self.final_learning_rate_fraction!r}")
+    if self.max_seconds is not None and not self.max_seconds > 0:
+      raise ValueError(f"max_seconds must be a positive number, got {self.max_seconds!r}")
     from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
     registry.check_precision(self.precision)
+    pair = self.patch ** 2 * self.channels * (1 + 1 / self.scale ** 2)  # HR + LR values.
+    paths.check_memory(self.pool_size * pair, f"pool_size {self.pool_size} of "
+                       f"{self.patch}x{self.patch} patches")
+    paths.check_memory(self.batch * pair * 4, f"batch {self.batch} of {self.patch}x"
+                       f"{self.patch} patches")
+
+
+# Fields that change the result: a run may be resumed only with the values it started with.
+# The others (iterations, workdir, data_root, workers, jit_compile, how often to log,
+# checkpoint and validate, max_seconds, ...) may differ.
+RESULT_FIELDS = ("model", "model_kwargs", "scale", "channels", "weights", "data", "patch",
+                 "batch", "learning_rate", "final_learning_rate_fraction", "decay_steps",
+                 "loss", "degradation", "pool_size", "seed", "precision")
+# The work directory's outputs besides ckpt/ (the weights first).
+OUTPUTS = ("model.weights.h5", "log.jsonl")
 
 
 # ----------------------------------------------------------------------------- data
@@ -206,10 +235,24 @@ def build(config: TrainConfig):
 
 def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
   """Trains (or resumes) according to ``config``; returns the final state dictionary."""
-  import keras  # pylint: disable=g-import-not-at-top
   config.validate()
-  workdir = pathlib.Path(config.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with checkpoint.workdir_session(config.workdir, "ckpt", overwrite=config.overwrite,
+                                  outputs=OUTPUTS) as session:
+    state = session.state
+    if state is not None:
+      saved = state["config"]
+      checkpoint.check_same_run(
+          saved, dataclasses.asdict(config), RESULT_FIELDS, session.workdir,
+          # Older versions decayed over --iterations: the recorded run's is the best guess.
+          defaults={"decay_steps": saved.get("iterations")})
+    return _train(config, log, session.workdir, state)
+
+
+def _train(config: TrainConfig, log: Callable[[str], None], workdir: pathlib.Path,
+           state: Optional[dict]) -> dict:
+  """The training loop of :func:`run`, in an open work directory."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
   root = paths.data_root(config.data_root)
   image_paths = datasets.list_training_images(config.data, root=root)
   sampler = sampling.PatchSampler.from_paths(
@@ -223,23 +266,33 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
   keras.utils.set_random_seed(config.seed)  # Same initialisation for the same seed.
   model = build(config)
+  # The decay length a resumed run keeps is the one its checkpoint recorded (it differs
+  # from config.decay_steps when fit_iterations_to_time shortened it).
+  decay_steps = state.get("decay_steps", config.decay_steps) if state else config.decay_steps
   schedule = keras.optimizers.schedules.CosineDecay(
-      config.learning_rate, decay_steps=max(config.iterations, 1),
-      alpha=config.final_learning_rate_fraction)
+      config.learning_rate, decay_steps=decay_steps, alpha=config.final_learning_rate_fraction)
   optimizer = keras.optimizers.Adam(learning_rate=schedule)
   loss = "mean_absolute_error" if config.loss == "l1" else "mean_squared_error"
   model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
   optimizer.build(model.trainable_variables)
 
-  state = checkpoint.restore(workdir / "ckpt", model, optimizer)
-  start = state.get("iteration", 0) if state else 0
+  if state is not None:
+    state = checkpoint.restore(workdir / "ckpt", model, optimizer)
+  start = state["iteration"] if state else 0
   if start:
     log(f"resumed from iteration {start}")
-  history = state.get("history", []) if state else []
+  history = list(state.get("history", [])) if state else []
 
   def batches(first, count):
     for it in range(first, first + count):
       yield pool_batch(pool_lr, pool_hr, config.seed, it, config.batch)
+
+  def save(iteration):
+    checkpoint.save(workdir / "ckpt", model, optimizer,
+                    {"iteration": iteration, "history": history,
+                     "decay_steps": int(schedule.decay_steps),
+                     "config": dataclasses.asdict(config)})
+    keras_h5.save(model, workdir / "model.weights.h5")
 
   iteration = start
   loop_started = time.time()
@@ -279,18 +332,16 @@ def run(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     timed_out = config.max_seconds is not None and time.time() - started > config.max_seconds
     if (iteration % config.checkpoint_every == 0 or iteration == config.iterations
         or timed_out):
-      checkpoint.save(workdir / "ckpt", model, optimizer,
-                      {"iteration": iteration, "history": history,
-                       "config": dataclasses.asdict(config)})
-      model.save_weights(str(workdir / "model.weights.h5.tmp.weights.h5"))
-      os.replace(workdir / "model.weights.h5.tmp.weights.h5", workdir / "model.weights.h5")
+      save(iteration)
     if timed_out and iteration < config.iterations:
       stop_reason = "max_seconds"
       log(f"stopping at iteration {iteration}: max_seconds={config.max_seconds} reached "
           "(rerun with the same workdir to resume)")
       break
-  if start == iteration and not history:
-    model.save_weights(str(workdir / "model.weights.h5"))
+  if state is None and iteration == 0:  # --iterations 0: the initial weights, resumable.
+    save(0)
+  elif start >= config.iterations:
+    log(f"nothing to do: iteration {start} >= --iterations {config.iterations}")
   return {"iteration": iteration, "history": history, "stop_reason": stop_reason}
 
 

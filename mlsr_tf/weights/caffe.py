@@ -40,6 +40,7 @@ class CaffeLayer:
   name: str
   type: str
   blobs: list[np.ndarray]
+  stride: int | None = None  # convolution_param's stride, where the file records one.
 
 
 def _read_varint(buffer: bytes, pos: int) -> tuple[int, int]:
@@ -137,9 +138,19 @@ def parse_blob(buffer: bytes) -> np.ndarray:
   return values.reshape(shape)
 
 
+def _parse_stride(buffer: bytes) -> int | None:
+  """ConvolutionParameter's stride (field 6, or stride_h = 13), None if absent."""
+  strides: list = []
+  for field, wire_type, value in iter_fields(buffer):
+    if field in (6, 13):
+      _packed_or_single(strides, wire_type, value, "varint", "")
+  return int(strides[0]) if strides else None
+
+
 def _parse_layer(buffer: bytes, v1: bool) -> CaffeLayer:
   name_field, type_field, blobs_field = (4, 5, 6) if v1 else (1, 2, 7)
-  name, layer_type, blobs = "", "", []
+  convolution_field = 10 if v1 else 106
+  name, layer_type, blobs, stride = "", "", [], None
   for field, wire_type, value in iter_fields(buffer):
     if field == name_field and wire_type == _LENGTH_DELIMITED:
       name = value.decode("utf-8")
@@ -150,7 +161,9 @@ def _parse_layer(buffer: bytes, v1: bool) -> CaffeLayer:
         layer_type = value.decode("utf-8")
     elif field == blobs_field:
       blobs.append(parse_blob(value))
-  return CaffeLayer(name=name, type=layer_type, blobs=blobs)
+    elif field == convolution_field and wire_type == _LENGTH_DELIMITED:
+      stride = _parse_stride(value)
+  return CaffeLayer(name=name, type=layer_type, blobs=blobs, stride=stride)
 
 
 def parse_net(buffer: bytes) -> list[CaffeLayer]:
@@ -187,6 +200,25 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
 def caffe_weights(path: str | os.PathLike) -> dict[str, CaffeLayer]:
   """Returns {layer name: CaffeLayer} for the layers of a `.caffemodel` that carry blobs."""
   return {layer.name: layer for layer in read_caffemodel(path) if layer.blobs}
+
+
+def recorded_geometry(layers: dict[str, CaffeLayer]) -> dict:
+  """What a net's weights say about the network: ``{"scale": s, "channels": c}`` (or less).
+
+  The scale is the stride of the (one) Deconvolution layer, the upsampler of IDN-Caffe and
+  similar nets; the channels are the input channels of the first convolution.
+  """
+  result = {}
+  strides = {layer.stride for layer in layers.values()
+             if layer.type == "Deconvolution" and layer.stride}
+  if len(strides) == 1:
+    result["scale"] = strides.pop()
+  first = next((layer for layer in layers.values()
+                if layer.type == "Convolution" and layer.blobs and layer.blobs[0].ndim == 4),
+               None)
+  if first is not None:
+    result["channels"] = int(first.blobs[0].shape[1])
+  return result
 
 
 # Caffe blobs -> Keras: convolution (out, in/g, kh, kw) -> (kh, kw, in/g, out) and
@@ -231,6 +263,8 @@ def load_caffemodel(model, path: str | os.PathLike) -> list[str]:
     ValueError / OSError: unreadable file.
   """
   layers = caffe_weights(path)
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+  keras_h5.check_geometry(model, recorded_geometry(layers), path, "Caffe weights")
   tensors = caffe_tensors(layers)
   return mapping.apply_name_map(
       model, caffe_name_map(layers), {k: v.shape for k, v in tensors.items()},

@@ -19,7 +19,7 @@ work=${WORK:-/tmp/work}; mkdir -p "$work"
 start=pretrained/idn_x2.weights.h5
 if [ "$kernel_seconds" -gt 0 ]; then
   python3 tools/train.py --backend jax --model idn --weights "$start" --data train291 \
-    --degradation gaussian --patch 96 --batch "${BATCH:-64}" --iterations 200000 \
+    --degradation gaussian --patch 96 --batch "${BATCH:-64}" --iterations 200000 --decay_steps 200000 \
     --learning_rate 1e-4 --pool_size "${POOL_SIZE:-60000}" --workers 14 \
     --workdir "$work/kernel" --checkpoint_every 2000 --validate_every 1000000 \
     --log_every "${LOG_EVERY:-500}" --max_seconds "$kernel_seconds" --fit_iterations_to_time \

@@ -15,7 +15,7 @@ meta_seconds=${2:-130}
 source "$(dirname "$0")/setup_env.sh"
 work=${WORK:-/tmp/work}; mkdir -p "$work"
 python3 tools/train.py --backend jax --model idn --data train291 --patch 96 \
-  --batch "${BATCH:-64}" --iterations 200000 --learning_rate 5e-4 \
+  --batch "${BATCH:-64}" --iterations 200000 --decay_steps 200000 --learning_rate 5e-4 \
   --pool_size "${POOL_SIZE:-60000}" --workers 14 --workdir "$work/pretrain" \
   --checkpoint_every 2000 --validate_every 5000 --log_every "${LOG_EVERY:-500}" \
   --max_seconds "$pretrain_seconds" --fit_iterations_to_time \
