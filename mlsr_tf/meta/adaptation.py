@@ -266,11 +266,9 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     if optimizer == "sgd":
       # Always a [P] vector: one compiled step serves scalar and learned step sizes.
       step_alpha = backend.convert(np.broadcast_to(np.float32(step_alpha), (count,)).copy())
-    else:
-      step_alpha = backend.convert(np.float32(step_alpha))
-    if optimizer == "sgd":
       params, loss_value = step_fn(params, x, y, step_alpha)
     else:
+      step_alpha = backend.convert(np.float32(step_alpha))
       params, adam_state, loss_value = step_fn(params, adam_state, x, y, step_alpha)
     params = list(params)
     if i == 0:  # The starting network's loss.
