@@ -121,6 +121,13 @@ def load_step_sizes(spec: PretrainedSpec, model):
   return step_sizes_lib.load(spec.step_sizes, model)
 
 
+def shipped_step_sizes(model: str) -> Optional[pathlib.Path]:
+  """The learned step-size file of shipped model ``model`` (None: not shipped, or none)."""
+  if not spec_path(model).is_file():
+    return None
+  return load_spec(model).step_sizes
+
+
 def resolve(model: str, weights: Optional[str]):
   """Maps a shipped model name (``default``) to ``(network name, weights path)``.
 

@@ -322,3 +322,36 @@ def test_meta_trainer_with_learned_step_sizes_equals_pure_step_and_restores():
   again = backend_tf.MetaTrainer(testing.tiny_sr_net(), [0.5, 0.5], 1e-3, objective=objective)
   again.set_state(state)
   np.testing.assert_allclose(again.step_sizes(), trainer.step_sizes(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_anchor_batch_adds_its_weighted_supervised_gradient(order):
+  """anchor_weight w: meta loss + w L(f_theta(anchor_lr), anchor_hr), gradient + w grad of it;
+  the step sizes' gradient does not change (the anchor does not adapt)."""
+  model = testing.tiny_sr_net(dtype="float64")
+  apply_fn = maml.make_apply_fn(model)
+  rng = np.random.default_rng(11)
+  batch = {k: v[:, 0] for k, v in _task(rng, tasks=2).items()}
+  anchor = {k: v[:, 0] for k, v in _task(rng, tasks=3).items()}
+  theta = _theta(model)
+  log_scales = tf.constant(rng.normal(0, 0.2, (2, len(theta))))
+  plain = maml.meta_gradient(B, apply_fn, theta, _as_tf(batch), [0.3, 0.2], order,
+                             log_scales=log_scales)
+  anchored = maml.meta_gradient(
+      B, apply_fn, theta, _as_tf(dict(batch, anchor_lr=anchor["lr"], anchor_hr=anchor["hr"])),
+      [0.3, 0.2], order, log_scales=log_scales, anchor_weight=2.5)
+  supervised, expected = B.value_and_grad(
+      lambda p: maml.pixel_loss(apply_fn(p, tf.constant(anchor["lr"])),
+                                tf.constant(anchor["hr"])), theta)
+  assert float(supervised) > 0
+  assert float(anchored[0]) == pytest.approx(float(plain[0]) + 2.5 * float(supervised),
+                                             rel=1e-12)
+  assert float(anchored[2]["anchor_loss"]) == pytest.approx(float(supervised), rel=1e-12)
+  for a, p, e in zip(anchored[1][:-1], plain[1][:-1], expected):
+    np.testing.assert_allclose(a.numpy(), p.numpy() + 2.5 * e.numpy(), rtol=1e-9, atol=1e-14)
+  np.testing.assert_array_equal(anchored[1][-1].numpy(), plain[1][-1].numpy())
+  with pytest.raises(ValueError, match="anchor_lr"):
+    maml.meta_gradient(B, apply_fn, theta, _as_tf(batch), [0.3, 0.2], order,
+                       anchor_weight=1.0)
+  with pytest.raises(ValueError, match="-1.0"):
+    maml.MetaObjective(anchor_weight=-1.0).validate(2)

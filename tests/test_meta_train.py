@@ -123,6 +123,38 @@ def test_bad_config_raises_with_value(tmp_path, data_dir):
   with pytest.raises(ValueError, match="'blur'"):
     meta_train.run(_config(tmp_path / "x", data_dir, validation_degradations=("blur",)),
                    log=lambda _: None)
+  with pytest.raises(ValueError, match="anchor_weight 0.0"):
+    meta_train.run(_config(tmp_path / "x", data_dir, anchor_data=str(data_dir)),
+                   log=lambda _: None)
+  with pytest.raises(ValueError, match="-2"):
+    meta_train.run(_config(tmp_path / "x", data_dir, anchor_data=str(data_dir),
+                           anchor_weight=-2.0), log=lambda _: None)
+
+
+def test_anchor_batch_is_bicubic_patches_of_its_own_data_and_resumes(tmp_path, data_dir):
+  """The anchor patches come from --anchor_data (not the tasks' images), bicubic, and the
+  run with an anchor resumes to the same weights as an uninterrupted one."""
+  other = tmp_path / "other"
+  other.mkdir()
+  image_io.write_png(other / "flat.png", np.full((40, 40, 3), 77, np.uint8))
+  config = _config(tmp_path / "a", data_dir, anchor_data=str(other), anchor_weight=1.0)
+  batch = meta_train.sample_batch(meta_train.make_task_sampler(config, 3),
+                                  meta_train.make_anchor_sampler(config, 3), 5, config)
+  assert batch["anchor_hr"].shape == batch["hr"].shape
+  np.testing.assert_allclose(batch["anchor_hr"], 77 / 255, atol=1e-6)
+  np.testing.assert_allclose(batch["anchor_lr"], 77 / 255, atol=1e-5)
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  lines = []
+  meta_train.run(config, log=lines.append)
+  assert any("anchor loss" in line for line in lines)
+  keras.utils.set_random_seed(0)
+  resumed = dataclasses.replace(config, workdir=str(tmp_path / "b"), iterations=2)
+  meta_train.run(resumed, log=lambda _: None)
+  meta_train.run(dataclasses.replace(resumed, iterations=3), log=lambda _: None)
+  for (_, x), (_, y) in zip(_weights(tmp_path / "a" / "model.weights.h5"),
+                            _weights(tmp_path / "b" / "model.weights.h5")):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_tool_bad_input_exits_2(tmp_path):

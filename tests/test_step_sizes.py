@@ -100,3 +100,33 @@ def test_spec_with_step_sizes_is_used_by_adapt_image_unless_alpha_given(tmp_path
       {"format": step_sizes.FORMAT, "variables": ["x"], "step_sizes": [[0.1]]}))
   with pytest.raises(ValueError, match="tiny.step_sizes.json"):
     adapt_image.load_inference_model(str(tmp_path / "tiny.json"))
+
+
+def test_evaluate_upscaler_adapts_with_a_step_size_file(tmp_path, lr):
+  """evaluate --step_sizes: the file's sizes replace --alpha (a constant file equals that
+  alpha; another file gives another result); the idn-caffe protocol refuses them."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.evaluation import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.weights import keras_h5  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)  # A fixed tiny network (an unlucky one can diverge).
+  model = registry.build_model("tiny", scale=2)
+  weights = tmp_path / "tiny.weights.h5"
+  keras_h5.save(model, weights)
+  count = len(model.trainable_variables)
+  constant, varied = tmp_path / "c.step_sizes.json", tmp_path / "v.step_sizes.json"
+  step_sizes.save(constant, model, np.full((2, count), 0.1))
+  step_sizes.save(varied, model, np.linspace(0.0, 0.2, 2 * count).reshape(2, count))
+  bicubic = degradation_lib.bicubic(2)
+
+  def upscale(**options):
+    config = evaluate_lib.EvalConfig(model="tiny", weights=str(weights), datasets=["Set5"],
+                                     options=dict(adapt_steps=[3], **options))
+    return adaptation.eval_upscaler_factory(config, bicubic)(lr, "x")["3"].astype(np.float64)
+  by_alpha = upscale(alpha=0.1)
+  np.testing.assert_array_equal(upscale(alpha=5.0, step_sizes=str(constant)), by_alpha)
+  assert np.abs(upscale(alpha=0.1, step_sizes=str(varied)) - by_alpha).max() >= 1
+  with pytest.raises(ValueError, match="step sizes"):
+    evaluate_lib.run(evaluate_lib.EvalConfig(
+        model="tiny", weights=str(weights), datasets=["Set5"], protocol="idn-caffe",
+        options=dict(adapt_steps=[0, 1], step_sizes=str(constant))))

@@ -4,6 +4,8 @@ Usage:
   python tools/evaluate.py --model bicubic --datasets Set5,Set14,B100,Urban100 --scale 2
   python tools/evaluate.py --model bicubic --datasets Set5 --scale 4 --format json
   python tools/evaluate.py --model default --datasets Set5 --adapt_steps 0,5,20 --alpha 0.1
+  python tools/evaluate.py --model idn --weights W.weights.h5 --step_sizes W.step_sizes.json \
+      --datasets Urban100 --max_images 40 --adapt_steps 0,5,15
   python tools/evaluate.py --model zssr --weights W --datasets Set5 --scale 2 \
       --degradation gaussian:1.2,1.2,0
   python tools/evaluate.py --model idn_caffe \
@@ -44,6 +46,10 @@ _ADAPT_STEPS = flags.DEFINE_list(
     "With a network: MLSR test-time adaptation, one column per step count (e.g. 0,5,20,100).")
 _ALPHA = flags.DEFINE_float("alpha", 0.65025,
                             "Adaptation step size for [0, 1] pixels (paper's 1e-5 at 0..255, L2).")
+_STEP_SIZES = flags.DEFINE_string(
+    "step_sizes", None,
+    "Learned per-step, per-tensor step sizes (a meta_train step_sizes.json) instead of "
+    "--alpha; default: those of a shipped --model that has them, unless --alpha is given.")
 _FINETUNE = flags.DEFINE_enum("finetune", "sgd", ["sgd", "adam"],
                               "Adaptation optimizer (adam: the naive fine-tuning baseline).")
 _CROPS = flags.DEFINE_integer("crops", None,
@@ -77,9 +83,16 @@ def main(argv):
     if any(s < 0 for s in steps) or not (_ALPHA.value >= 0 and _ALPHA.value < float("inf")):
       _cli.fail(f"--adapt_steps must be >= 0 and --alpha finite and >= 0, got "
                 f"{steps!r} and {_ALPHA.value!r}")
+    step_sizes = _STEP_SIZES.value
+    if step_sizes is None and not _ALPHA.present and _WEIGHTS.value is None:
+      step_sizes = pretrained.shipped_step_sizes(_MODEL.value)
+    elif step_sizes is not None and _ALPHA.present:
+      _cli.fail(f"--step_sizes and --alpha exclude each other, got {step_sizes!r} and "
+                f"{_ALPHA.value!r}")
     evaluate_lib.register_upscaler(model, adaptation.eval_upscaler_factory)
     options = dict(adapt_steps=steps, alpha=_ALPHA.value, finetune=_FINETUNE.value,
-                   crops=_CROPS.value, crop_size=_CROP_SIZE.value)
+                   crops=_CROPS.value, crop_size=_CROP_SIZE.value,
+                   step_sizes=None if step_sizes is None else str(step_sizes))
   config = evaluate_lib.EvalConfig(
       model=model, weights=weights, datasets=_DATASETS.value,
       scale=_SCALE.value, degradation=_DEGRADATION.value, data_root=_DATA_ROOT.value,

@@ -83,6 +83,12 @@ flags.DEFINE_bool("learn_step_sizes", False,
                   "starting at --alpha; saved as WORKDIR/step_sizes.json.")
 flags.DEFINE_float("step_size_learning_rate", 1e-2,
                    "Adam step size of the learned step sizes' log-scales.")
+flags.DEFINE_string("anchor_data", None,
+                    "Training set (name or folder) of a supervised anchor loss: each iteration "
+                    "adds --anchor_weight x L(f(LR), HR) on --batch bicubic patches of it, "
+                    "keeping the un-adapted network where it was trained while the tasks come "
+                    "from --data.")
+flags.DEFINE_float("anchor_weight", 0.0, "Weight of the --anchor_data loss (0: no anchor).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Layer dtype policy: mixed_bfloat16 computes in bfloat16 (AMX CPUs, GPUs); "
                   "theta, Adam state and saved weights stay float32.")
@@ -123,7 +129,8 @@ def main(argv):
         jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
-        step_size_learning_rate=FLAGS.step_size_learning_rate)
+        step_size_learning_rate=FLAGS.step_size_learning_rate,
+        anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
     _cli.fail(error)

@@ -287,6 +287,9 @@ def run(config: EvalConfig, stdout: Optional[TextIO] = None,
     options = dict(config.options)
     adapt_steps = options.get("adapt_steps")
     adapt_options = None
+    if options.get("step_sizes"):
+      raise ValueError(f"protocol 'idn-caffe' adapts with one --alpha, got step sizes "
+                       f"{options['step_sizes']!r}")
     if adapt_steps is not None:
       adapt_options = {key: options[name] for key, name in (
           ("alpha", "alpha"), ("optimizer", "finetune"), ("crops", "crops"),

@@ -396,8 +396,9 @@ def adaptive_upscale_fn(model: keras.Model, degradation, steps: Iterable[int] = 
 def eval_upscaler_factory(config, degradation) -> Callable:
   """``mlsr_tf.evaluation.evaluate`` upscaler factory: the network of ``config`` with adaptation.
 
-  Reads ``config.options``: ``adapt_steps`` (list of counts), ``alpha``,
-  ``finetune`` ("sgd" | "adam"), ``crops``, ``crop_size``, ``seed``.
+  Reads ``config.options``: ``adapt_steps`` (list of counts), ``alpha``, ``step_sizes``
+  (a learned step-size file, used instead of ``alpha``), ``finetune`` ("sgd" | "adam"),
+  ``crops``, ``crop_size``, ``seed``.
   """
   from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
   if not config.weights:
@@ -405,8 +406,12 @@ def eval_upscaler_factory(config, degradation) -> Callable:
   options = dict(config.options)
   model = models_io.build_and_load(config.model, config.weights, config.scale, None,
                                    precision=config.precision)
+  alpha = options.get("alpha", maml.PAPER_ALPHA)
+  if options.get("step_sizes"):
+    from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+    alpha = step_sizes_lib.load(options["step_sizes"], model)
   return adaptive_upscale_fn(
       model, degradation, steps=options.get("adapt_steps", (0, 5)),
-      alpha=options.get("alpha", maml.PAPER_ALPHA), optimizer=options.get("finetune", "sgd"),
+      alpha=alpha, optimizer=options.get("finetune", "sgd"),
       crops=options.get("crops"), crop_size=options.get("crop_size"),
       seed=options.get("seed", 0))

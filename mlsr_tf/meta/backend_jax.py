@@ -77,7 +77,8 @@ class MetaTrainer:
     return self.meta_params[:self._count]
 
   def step(self, batch: dict) -> dict:
-    batch = {k: jnp.asarray(np.asarray(batch[k], np.float32)) for k in ("lr_down", "lr", "hr")}
+    batch = {k: jnp.asarray(np.asarray(batch[k], np.float32))
+             for k in maml.batch_keys(self.objective)}
     self.meta_params, self.adam_state, metrics = self._step(self.meta_params, self.adam_state,
                                                             batch)
     return {k: float(v) for k, v in metrics.items()}

@@ -91,7 +91,8 @@ class MetaTrainer:
     log_scales = tf.identity(self.log_scales) if self.objective.learn_step_sizes else None
     loss, grads, metrics = maml.meta_gradient(
         BACKEND, self._apply_fn, theta, batch, self.alphas, self.order, self.loss_config,
-        query_weights=self.objective.query_weights, log_scales=log_scales)
+        query_weights=self.objective.query_weights, log_scales=log_scales,
+        anchor_weight=self.objective.anchor_weight)
     return dict(metrics, meta_loss=loss), grads
 
   def _step_fn(self, batch):
@@ -119,8 +120,9 @@ class MetaTrainer:
     return metrics
 
   def step(self, batch: dict) -> dict:
-    """One meta-iteration on a NumPy batch (``lr_down``, ``lr``, ``hr``); float metrics."""
-    batch = {k: np.asarray(batch[k], np.float32) for k in ("lr_down", "lr", "hr")}
+    """One meta-iteration on a NumPy batch (``lr_down``, ``lr``, ``hr``, and with an anchor
+    ``anchor_lr``, ``anchor_hr``); float metrics."""
+    batch = {k: np.asarray(batch[k], np.float32) for k in maml.batch_keys(self.objective)}
     if self.strategy.num_replicas_in_sync > 1:
       dataset = tf.data.Dataset.from_tensors(batch).unbatch().batch(len(batch["hr"]))
       batch = next(iter(self.strategy.experimental_distribute_dataset(dataset)))

@@ -255,10 +255,15 @@ class MetaObjective:
       (MAML++'s LSLR; Meta-SGD per tensor), as ``alpha_s * exp(log_scale[s, j])``
       with ``log_scale`` a meta-parameter starting at 0 (so at the given ``alpha``).
     step_size_learning_rate: Adam step size of ``log_scale`` (theta keeps ``beta``).
+    anchor_weight: weight of a supervised ``L(f_theta(LR), HR)`` term on a separate anchor
+      batch (``anchor_lr``, ``anchor_hr`` in the meta-batch), e.g. patches of the data the
+      base network was trained on: it holds the un-adapted network where it was while the
+      meta term sees other data (``w_0`` anchors on the tasks' own images instead).
   """
   query_weights: tuple = ()
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
+  anchor_weight: float = 0.0
 
   def weights(self, inner_steps: int) -> tuple:
     if not self.query_weights:
@@ -276,6 +281,18 @@ class MetaObjective:
     if not (math.isfinite(self.step_size_learning_rate) and self.step_size_learning_rate >= 0):
       raise ValueError(f"step_size_learning_rate must be finite and >= 0, got "
                        f"{self.step_size_learning_rate!r}")
+    if not (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0):
+      raise ValueError(f"anchor_weight must be finite and >= 0, got {self.anchor_weight!r}")
+
+  def total_weight(self, inner_steps: int) -> float:
+    """Sum of all loss weights (the scale of the meta loss relative to one pixel loss)."""
+    return sum(self.weights(inner_steps)) + self.anchor_weight
+
+
+def batch_keys(objective: MetaObjective) -> tuple:
+  """The arrays a meta-batch needs under ``objective``."""
+  keys = ("lr_down", "lr", "hr")
+  return keys + (("anchor_lr", "anchor_hr") if objective.anchor_weight else ())
 
 
 def effective_step_sizes(alphas: Sequence[float], log_scales):
@@ -384,18 +401,23 @@ def task_meta_gradient(backend: GradientBackend, apply_fn, theta, lr_down, lr, h
 
 def meta_gradient(backend: GradientBackend, apply_fn, theta, batch: dict, alphas: Sequence,
                   order: str = "first", loss_config: LossConfig = LossConfig(), *,
-                  query_weights: Sequence[float] | None = None, log_scales=None):
+                  query_weights: Sequence[float] | None = None, log_scales=None,
+                  anchor_weight: float = 0.0):
   """Mean meta loss and meta-gradient over the tasks of a meta-batch.
 
   Args:
     batch: dict with ``lr_down``, ``lr``, ``hr``: ``[T, h, w, C]`` (one patch per task)
-      or ``[T, B, h, w, C]`` (B patches per task, all with the task's degradation).
+      or ``[T, B, h, w, C]`` (B patches per task, all with the task's degradation); with
+      ``anchor_weight`` also ``anchor_lr``, ``anchor_hr`` (``[N, h, w, C]``, one batch).
     query_weights, log_scales: see :func:`task_meta_gradient` (with ``log_scales`` the
       gradients end with one for them).
+    anchor_weight: adds ``anchor_weight * L(f_theta(anchor_lr), anchor_hr)`` to the meta
+      loss (see :class:`MetaObjective`); it does not depend on the step sizes.
 
   Returns:
     ``(meta_loss, grads, metrics)``; ``metrics`` has ``support_loss_before`` and
-    ``support_loss_after`` (mean over tasks; the inner loop's progress).
+    ``support_loss_after`` (mean over tasks; the inner loop's progress), and
+    ``anchor_loss`` with an anchor.
   """
   num_tasks = batch["hr"].shape[0]
   per_task = len(batch["hr"].shape) == 5
@@ -413,7 +435,19 @@ def meta_gradient(backend: GradientBackend, apply_fn, theta, batch: dict, alphas
     total_grads = grads if total_grads is None else [a + g for a, g in zip(total_grads, grads)]
   scale = 1.0 / num_tasks
   metrics = {"support_loss_before": before * scale, "support_loss_after": after * scale}
-  return total_loss * scale, [g * scale for g in total_grads], metrics
+  total_loss, total_grads = total_loss * scale, [g * scale for g in total_grads]
+  if anchor_weight:
+    if "anchor_lr" not in batch or "anchor_hr" not in batch:
+      raise ValueError(f"anchor_weight {anchor_weight!r} needs anchor_lr and anchor_hr in the "
+                       f"batch, got keys {sorted(batch)!r}")
+    anchor_loss, anchor_grads = backend.value_and_grad(
+        lambda p: pixel_loss(apply_fn(p, batch["anchor_lr"]), batch["anchor_hr"], loss_config),
+        list(theta))
+    total_loss = total_loss + anchor_weight * anchor_loss
+    total_grads = ([g + anchor_weight * a for g, a in zip(total_grads, anchor_grads)]
+                   + total_grads[len(anchor_grads):])  # The step sizes' gradient is unchanged.
+    metrics["anchor_loss"] = anchor_loss
+  return total_loss, total_grads, metrics
 
 
 # ----------------------------------------------------------------------------- Adam
@@ -469,7 +503,8 @@ def meta_train_step(backend: GradientBackend, apply_fn, meta_params, adam_state:
   theta = meta_params[:-1] if objective.learn_step_sizes else meta_params
   meta_loss, grads, metrics = meta_gradient(
       backend, apply_fn, theta, batch, alphas, order, loss_config,
-      query_weights=objective.query_weights, log_scales=log_scales)
+      query_weights=objective.query_weights, log_scales=log_scales,
+      anchor_weight=objective.anchor_weight)
   rates = [beta] * len(theta)
   if objective.learn_step_sizes:
     rates.append(objective.step_size_learning_rate)

@@ -92,10 +92,15 @@ class MetaTrainConfig:
   query_weights: tuple = ()
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
+  # A supervised (bicubic LR -> HR) loss on `batch` patches of `anchor_data` per iteration,
+  # weighted by `anchor_weight`: keeps the un-adapted network on the data it was trained on
+  # while the tasks come from `data`.
+  anchor_data: str | None = None
+  anchor_weight: float = 0.0
 
   def objective(self) -> maml.MetaObjective:
     return maml.MetaObjective(tuple(self.query_weights), self.learn_step_sizes,
-                              self.step_size_learning_rate)
+                              self.step_size_learning_rate, self.anchor_weight)
 
   def validate(self) -> None:
     """Raises ValueError (repeating the value) for inconsistent settings."""
@@ -142,6 +147,9 @@ class MetaTrainConfig:
         f"batch {self.batch} x patches_per_task {self.patches_per_task} of "
         f"{self.patch}x{self.patch} patches")
     self.objective().validate(self.inner_steps)
+    if bool(self.anchor_data) != bool(self.anchor_weight):
+      raise ValueError(f"anchor_data and anchor_weight go together, got anchor_data "
+                       f"{self.anchor_data!r} and anchor_weight {self.anchor_weight!r}")
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -196,6 +204,32 @@ def make_task_sampler(config: MetaTrainConfig, channels: int):
       seed=config.seed, patches_per_task=config.patches_per_task,
       sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
       mixture_weights=config.mixture_weights)
+
+
+# Offset of the anchor patches' seed, so that they never repeat the tasks' patches.
+ANCHOR_SEED_OFFSET = 104729
+
+
+def make_anchor_sampler(config: MetaTrainConfig, channels: int):
+  """Bicubic (LR, HR) patches of ``config.anchor_data`` (None without an anchor)."""
+  if not config.anchor_weight:
+    return None
+  from mlsr_tf.data import datasets  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+  from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
+  files = datasets.list_training_images(config.anchor_data, paths.data_root(config.data_root))
+  return tasks.TaskSampler.from_paths(files, config.patch, config.scale, kind="bicubic",
+                                      channels=channels,
+                                      seed=config.seed + ANCHOR_SEED_OFFSET)
+
+
+def sample_batch(sampler, anchor_sampler, iteration: int, config: MetaTrainConfig) -> dict:
+  """The meta-batch of ``iteration``: tasks, plus the anchor patches when there is an anchor."""
+  batch = sampler.sample(iteration, config.batch)
+  if anchor_sampler is not None:
+    anchor = anchor_sampler.sample(iteration, config.batch)
+    batch = dict(batch, anchor_lr=anchor["lr"], anchor_hr=anchor["hr"])
+  return batch
 
 
 def _center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
@@ -317,7 +351,8 @@ def save_step_sizes(trainer, path: pathlib.Path) -> None:
 RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data", "patch",
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
-                 "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate")
+                 "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
+                 "anchor_data", "anchor_weight")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
 
@@ -450,6 +485,7 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
     log(f"nothing to do: iteration {start} >= --iterations {config.iterations}")
     return {"iteration": start, "validation": None, "seconds_per_iteration": None}
   sampler = make_task_sampler(config, channels)
+  anchor_sampler = make_anchor_sampler(config, channels)
   # No validation for runs shorter than one period (smoke tests stay fast).
   validate_now = bool(config.validate_every) and config.iterations >= config.validate_every
   validation = validation_set(config, channels) if validate_now else {}
@@ -485,12 +521,11 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
   divergence_limit = None
   for iteration in range(start, config.iterations):
     step_began = time.time()
-    batch = sampler.sample(iteration, config.batch)
-    metrics = trainer.step(batch)
+    metrics = trainer.step(sample_batch(sampler, anchor_sampler, iteration, config))
     done = iteration + 1
     meta_loss = float(metrics["meta_loss"])
     if divergence_limit is None:
-      divergence_limit = sum(config.objective().weights(config.inner_steps)) * maml.LossConfig(
+      divergence_limit = config.objective().total_weight(config.inner_steps) * maml.LossConfig(
           config.loss, config.pixel_range).divergence_limit(
               float(metrics["support_loss_before"]), headroom=1e3)
     if not meta_loss <= divergence_limit:  # Non-finite, or exploded.
@@ -509,7 +544,9 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
                        step_size_min=float(learned.min()), step_size_max=float(learned.max()))
       log(f"iteration {done}/{config.iterations}: meta loss {metrics['meta_loss']:.6g}, "
           f"support loss {metrics['support_loss_before']:.6g} -> "
-          f"{metrics['support_loss_after']:.6g}, {per_iteration:.2f} s/it, "
+          f"{metrics['support_loss_after']:.6g}, "
+          + (f"anchor loss {metrics['anchor_loss']:.6g}, " if "anchor_loss" in metrics else "")
+          + f"{per_iteration:.2f} s/it, "
           f"ETA {_format_seconds(eta)}"
           + ("" if learned is None else
              f", step sizes {learned.min():.3g}..{learned.max():.3g} "
