@@ -108,18 +108,25 @@ def _bad_cases(work, tmp):
   ]
 
 
-@pytest.mark.slow  # 15 subprocesses; 5 of them load TensorFlow.
 def test_bad_inputs_exit_2_one_line_no_output(work, tmp_path):
+  """Every case in one process (tool_runner: one TensorFlow import): exit 2, one error line,
+  no output written, the inputs untouched."""
+  import tool_runner  # pylint: disable=g-import-not-at-top
   before = {p: p.read_bytes() for p in work.iterdir()}
-  for args, pattern in _bad_cases(work, tmp_path):
-    output = tmp_path / "out.png"
-    extra = [] if "--output" in args else ["--output", str(output)]
-    proc = _tool(*args, *extra)
-    _assert_one_line_error(proc, pattern)
-    assert not output.exists(), args
-    assert not (work / "lr_x2.png").exists(), args
+  cases = _bad_cases(work, tmp_path)
+  output = tmp_path / "out.png"
+  argvs = [args + ([] if "--output" in args else ["--output", str(output)])
+           for args, _ in cases]
+  watched = tool_runner.snapshot(tmp_path)
+  results = tool_runner.run_cases("adapt_image.py", argvs, work)
+  for (args, pattern), result in zip(cases, results):
+    lines = [l for l in result["stderr"].strip().splitlines() if l.startswith("error: ")]
+    assert result["code"] == 2, (args, result["stderr"][-2000:])
+    assert len(lines) == 1 and pattern in lines[0], (args, result["stderr"][-2000:])
+    assert result["changed"] == [], args  # Nothing written beside the inputs.
+  assert not output.exists()
   assert {p: p.read_bytes() for p in work.iterdir()} == before  # Inputs untouched.
-  assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+  assert tool_runner.snapshot(tmp_path) == watched  # No output, no leftover *.tmp.
 
 
 def test_a_failure_on_a_later_image_writes_nothing(work, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ Methods (rows of a table) are :class:`Method` entries: ``base`` (the imported
 network, no adaptation), ``finetune`` (the imported network adapted with the same
 SGD loop: the paper's naive "Finetune" baseline), ``meta`` (a meta-trained network,
 MLSR), ``bicubic`` and ``zssr`` (:mod:`mlsr_tf.evaluation.zssr`).  Pixel values are [0, 1];
-step sizes are for that range (``maml.alpha_for_pixel_range`` converts the
+step sizes are for that range (``paper.alpha_for_pixel_range`` converts the
 paper's 0..255 values).
 """
 
@@ -41,7 +41,7 @@ from mlsr_tf.data import datasets as datasets_lib
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
-from mlsr_tf.meta import maml
+from mlsr_tf.meta import paper
 
 TABLES = (3, 4, 5)
 PRESETS = ("cpu", "paper")
@@ -204,9 +204,9 @@ def table_config(table: int, preset: str) -> TableConfig:
   cpu = preset == "cpu"
   # cpu: alpha 0.1 (naive SGD fine-tuning of IDN-Caffe diverges at 0.3 on [0, 1] pixels,
   # WORKSPACE.md section 6); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
-  alpha = 0.1 if cpu else maml.PAPER_ALPHA
+  alpha = 0.1 if cpu else paper.PAPER_ALPHA
   meta_common = (dict(patch=64, batch=4, inner_steps=5, beta=1e-5, iterations=100) if cpu
-                 else dict(patch=128, batch=16, inner_steps=5, beta=maml.PAPER_BETA,
+                 else dict(patch=128, batch=16, inner_steps=5, beta=paper.PAPER_BETA,
                            iterations=100_000, validate_every=1000, validation_images=0,
                            validation_size=0))
   crop = 128 if cpu else 0

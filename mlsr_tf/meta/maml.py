@@ -45,25 +45,12 @@ from typing import Any, Callable, NamedTuple, Sequence
 import keras
 from keras import ops
 
-LOSSES = ("l2", "l1")
+# The paper's constants live in a module without Keras, so that configuration code (e.g.
+# reproduce --dry_run) runs without importing a deep-learning framework.
+from mlsr_tf.meta.paper import LOSSES, PAPER_ALPHA, PAPER_ALPHA_255, PAPER_BETA  # pylint: disable=unused-import
+from mlsr_tf.meta.paper import alpha_for_pixel_range  # pylint: disable=unused-import
 ORDERS = ("first", "second")
 BACKENDS = ("tensorflow", "jax")
-
-# The paper's step sizes (pixels in 0..255) and their [0, 1] equivalents for L2.
-PAPER_ALPHA_255 = 1e-5
-PAPER_BETA = 1e-6
-
-
-def alpha_for_pixel_range(alpha_255: float, loss: str = "l2") -> float:
-  """Converts an SGD step size for 0..255 pixels into the one for [0, 1] pixels."""
-  if loss == "l2":
-    return alpha_255 * 255.0**2
-  if loss == "l1":
-    return alpha_255 * 255.0
-  raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
-
-
-PAPER_ALPHA = alpha_for_pixel_range(PAPER_ALPHA_255)  # 0.65025 for [0, 1] pixels, L2.
 
 
 class GradientBackend(NamedTuple):
