@@ -269,3 +269,34 @@ def test_kill_during_checkpoint_write_loses_no_work(tmp_path, data_dir, point, r
                             _weights(tmp_path / "killed" / "model.weights.h5")):
     np.testing.assert_array_equal(x, y)
   assert not leftovers()
+
+
+@pytest.mark.slow  # A tool subprocess that runs until it is interrupted.
+def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, data_dir):
+  """SIGINT (Ctrl-C) during a run: exit 130 and one line on how to resume, no traceback; the
+  same command then resumes from the last checkpoint."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  command = [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model",
+             "tiny", "--channels", "3", "--data", str(data_dir), "--workdir",
+             str(tmp_path / "w"), "--patch", "16", "--batch", "2", "--inner_steps", "2",
+             "--alpha", "0.5", "--beta", "1e-3", "--validate_every", "0", "--log_every", "1",
+             "--checkpoint_every", "1"]
+  proc = subprocess.Popen(command + ["--iterations", "100000"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if line.startswith("iteration 3/"):
+      break
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGINT)
+  stdout, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130, stderr[-2000:]
+  lines = [l for l in stderr.strip().splitlines() if l.strip()]
+  assert lines[-1].startswith("interrupted; the last checkpoint is kept in "), lines[-3:]
+  assert "Traceback" not in stderr
+  state = json.loads((tmp_path / "w" / "checkpoint" / "state.json").read_text())
+  assert state["iteration"] >= 3
+  lines = []  # The same settings, in this process (one TensorFlow import fewer).
+  meta_train.run(_config(tmp_path / "w", data_dir, iterations=state["iteration"] + 1),
+                 log=lines.append)
+  assert f"resuming from iteration {state['iteration']} in {tmp_path / 'w'}" in lines

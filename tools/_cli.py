@@ -29,6 +29,13 @@ def fail(message) -> None:
   sys.exit(2)
 
 
+def interrupted(workdir: str) -> None:
+  """Ctrl-C in a resumable job: one line saying how to resume (not a traceback), exit 130."""
+  print(f"interrupted; the last checkpoint is kept in {workdir}: rerun the same command to "
+        "resume from it", file=sys.stderr)
+  sys.exit(130)
+
+
 def json_object(flag_name: str) -> dict:
   """The value of a JSON-object flag (e.g. --model_kwargs), or exit 2 repeating it."""
   import json  # pylint: disable=g-import-not-at-top

@@ -132,6 +132,8 @@ def main(argv):
         step_size_learning_rate=FLAGS.step_size_learning_rate,
         anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
+  except KeyboardInterrupt:
+    _cli.interrupted(FLAGS.workdir)
   except (ValueError, OSError) as error:
     _cli.fail(error)
   print(json.dumps(result))

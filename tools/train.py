@@ -90,6 +90,8 @@ def main(argv):
         max_seconds=FLAGS.max_seconds, fit_iterations_to_time=FLAGS.fit_iterations_to_time,
         overwrite=FLAGS.overwrite)
     result = train.run(config, log=lambda line: print(line, flush=True))
+  except KeyboardInterrupt:
+    _cli.interrupted(FLAGS.workdir)
   except (ValueError, OSError) as error:
     _cli.fail(error)
   print(json.dumps({"iteration": result["iteration"], "stop_reason": result["stop_reason"]}))
