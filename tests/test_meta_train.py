@@ -282,14 +282,19 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, data_dir):
              str(tmp_path / "w"), "--patch", "16", "--batch", "2", "--inner_steps", "2",
              "--alpha", "0.5", "--beta", "1e-3", "--validate_every", "0", "--log_every", "1",
              "--checkpoint_every", "1"]
-  proc = subprocess.Popen(command + ["--iterations", "100000"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-  for line in proc.stdout:
-    if line.startswith("iteration 3/"):
-      break
-  time.sleep(0.5)
-  proc.send_signal(signal.SIGINT)
-  stdout, stderr = proc.communicate(timeout=120)
+  log = tmp_path / "stdout.txt"
+  with open(log, "w", encoding="utf-8") as out:
+    # SIGINT back to its default in the child: a shell without job control starts background
+    # jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    proc = subprocess.Popen(command + ["--iterations", "100000"], stdout=out,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    while "iteration 3/" not in log.read_text() and proc.poll() is None:
+      assert time.time() < deadline, "the run did not reach iteration 3"
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == 130, stderr[-2000:]
   lines = [l for l in stderr.strip().splitlines() if l.strip()]
   assert lines[-1].startswith("interrupted; the last checkpoint is kept in "), lines[-3:]
