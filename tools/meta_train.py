@@ -4,6 +4,11 @@ Usage:
   python tools/meta_train.py --model idn_caffe \
       --weights ../shared/weights/idn_caffe/IDN_x2.caffemodel --data train291 \
       --patch 64 --batch 2 --inner_steps 2 --iterations 2 --workdir runs/meta
+  python tools/meta_train.py --model idn --weights pretrained/idn_x2.weights.h5 \
+      --degradation bicubic --data urban_train/ --anchor_data train291 --anchor_weight 4 \
+      --alpha 0.3 --beta 5e-6 --learn_step_sizes --validation Set5,urban_val/ \
+      --validation_size 0 --validation_degradation bicubic --keep_validated_weights \
+      --iterations 600 --validate_every 150 --workdir runs/meta_idn   # WORKSPACE.md §10, r5
 
 Rerun with the same --workdir and a larger --iterations: it resumes where it stopped,
 with the same data order.  Resuming with flags that change the result (--seed, --batch,
