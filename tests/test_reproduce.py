@@ -62,15 +62,81 @@ def _tiny_config(root, weights):
 @pytest.mark.parametrize("table", reproduce.TABLES)
 @pytest.mark.parametrize("preset", reproduce.PRESETS)
 def test_predefined_configs_validate(table, preset):
+  if preset == "cpu-full" and table == 5:
+    with pytest.raises(ValueError, match="tables 3 and 4, got table 5"):
+      reproduce.table_config(table, preset)
+    return
   config = reproduce.table_config(table, preset)
   config.validate()
   json.dumps(config.to_json())
   assert config.table == table and config.caption
   if preset == "cpu":
     assert "NOT paper scale" in config.caption
-  else:
+  elif preset == "paper":
     assert config.crop == 0 and all(s.last == 0 or s.name == "Urban100"
                                     for s in config.image_sets)
+  else:  # cpu-full: whole images, at least 40 of the large sets.
+    assert config.crop == 0 and all(s.last == 0 or s.last - s.first + 1 >= 40
+                                    for s in config.image_sets)
+
+
+def test_cpu_full_configs_are_issue_12s_tables():
+  t3, t4 = reproduce.table_config(3, "cpu-full"), reproduce.table_config(4, "cpu-full")
+  assert [s.label for s in t3.image_sets] == ["Set5", "Set14", "B100[001-040]",
+                                              "Urban100[001-040]"]
+  assert [s.label for s in t4.image_sets] == ["Urban100[001-040]"]
+  for config in (t3, t4):
+    assert config.weights == reproduce.STAGE1_WEIGHTS and config.model == "idn"
+    for method in config.methods:
+      if method.kind in reproduce.ADAPTING_KINDS:
+        assert method.steps == (0, 5, 20, 100)
+  protocol = [m for m in t3.methods if m.kind == "idn_protocol"][0]
+  assert protocol.model == "idn_caffe" and protocol.alpha == 0.1
+  urban = [r for r in t4.meta_runs if r.name == "recipe_urban100"][0]
+  assert (urban.data.first, urban.data.last) == (51, 100)
+  assert [v.label for v in urban.validation] == ["Set5", "Urban100[041-050]"]
+  assert urban.learn_step_sizes and urban.anchor_data == "train291" and urban.alpha == 0.3
+  # Table 4 reuses Table 3's train291 run (the same name, the same settings).
+  assert [r for r in t4.meta_runs if r.name == "recipe_train291"] == list(t3.meta_runs)
+
+
+def test_meta_train_config_of_the_recipe_run(tmp_path):
+  root = _fake_root(tmp_path / "data", count=3)
+  config = dataclasses.replace(reproduce.table_config(4, "cpu-full"), data_root=str(root))
+  run = dataclasses.replace(config.meta_runs[1], data=reproduce.ImageSet("Urban100", 2, 3),
+                            validation=(reproduce.ImageSet("Set5"),
+                                        reproduce.ImageSet("Urban100", 1, 1)))
+  meta = reproduce.meta_train_config(config, run, tmp_path / "runs")
+  assert meta.weights == str(REPO / "pretrained" / "idn_x2.weights.h5")
+  assert sorted(os.listdir(meta.data)) == ["img002.png", "img003.png"]
+  first, second = meta.validation.split(",")
+  assert sorted(os.listdir(first)) == ["img001.png", "img002.png", "img003.png"]
+  assert sorted(os.listdir(second)) == ["img001.png"]
+  assert (meta.alpha, meta.beta, meta.anchor_weight, meta.learn_step_sizes) == (0.3, 5e-6, 4.0,
+                                                                              True)
+  assert meta.validation_degradations == ("bicubic",) and meta.keep_validated_weights
+  meta.validate()
+
+
+def test_image_cache_reuses_only_matching_entries(tmp_path):
+  path = tmp_path / "partial" / "m__s.jsonl"
+  cache = reproduce.ImageCache(path, {"alpha": 0.1})
+  cache.put({"name": "a", "psnr": {0: 30.0, 5: 30.5}, "ssim": {0: 0.9, 5: 0.91}, "seconds": 1})
+  with open(path, "a", encoding="utf-8") as f:
+    f.write('{"key": "cut sho')  # An interrupted write.
+  again = reproduce.ImageCache(path, {"alpha": 0.1})
+  assert again.get("a")["psnr"] == {0: 30.0, 5: 30.5} and again.get("b") is None
+  assert reproduce.ImageCache(path, {"alpha": 0.3}).get("a") is None
+  calls = []
+
+  def compute(name, hr, lr, degradation):
+    calls.append(name)
+    return {0: 1.0}, {0: 0.5}, {}
+  items = [("a", None, None, None), ("b", None, None, None)]
+  columns = reproduce._columns  # pylint: disable=protected-access
+  per_image = columns(items, compute, again, lambda line: None, "m")
+  assert calls == ["b"] and [e["name"] for e in per_image] == ["a", "b"]
+  assert reproduce.ImageCache(path, {"alpha": 0.1}).get("b")["psnr"] == {0: 1.0}
 
 
 def test_paper_configs_follow_the_paper():
@@ -184,6 +250,49 @@ def test_tiny_end_to_end_table(tmp_path):
   assert again["meta"]["m"]["trained_here"] is False
   assert again["results"]["Net-ML"]["Set5"]["psnr"] == pytest.approx(
       results["Net-ML"]["Set5"]["psnr"])
+
+
+@pytest.mark.slow
+def test_tiny_table_resumes_and_uses_learned_step_sizes_and_the_idn_protocol(tmp_path):
+  from mlsr_tf.evaluation import idn_protocol  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.models import registry  # pylint: disable=g-import-not-at-top
+  root = _fake_root(tmp_path, count=2)
+  y_model = registry.build_model("tiny", scale=2, channels=1)
+  y_weights = str(tmp_path / "tiny_y.weights.h5")
+  y_model.save_weights(y_weights)
+  config = dataclasses.replace(
+      _tiny_config(root, _tiny_weights(tmp_path)), degradation="bicubic", curve_steps=(), crop=0,
+      image_sets=(reproduce.ImageSet("Set5"),),
+      meta_runs=(reproduce.MetaRun("m", str(root / "train"), degradation="bicubic", patch=16,
+                                   batch=2, inner_steps=2, iterations=2,
+                                   learn_step_sizes=True),),
+      methods=(reproduce.Method("Net-FT", "finetune", (0, 2), alpha=0.02),
+               reproduce.Method("Y-protocol", "idn_protocol", (0, 2), model="tiny",
+                                weights=y_weights),
+               reproduce.Method("Net-ML", "meta", (0, 2), "m")))
+  lines = []
+  first = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lines.append)
+  assert any("learned step sizes from" in line and "step_sizes.json" in line for line in lines)
+  assert any(line.startswith("  Net-FT") and line.endswith(" s)") for line in lines)
+  # The protocol's step-0 column is the plain IDN-Caffe protocol score of the same image.
+  hr = image_io.read_image(root / "datasets" / "Set5" / "HR" / "img001.png")
+  plain = idn_protocol.score_image(y_model, hr, 2)["psnr"]
+  per_image = first["results"]["Y-protocol"]["Set5"]["per_image"]
+  assert per_image[0]["psnr"][0] == pytest.approx(plain, abs=1e-9)
+  assert per_image[0]["psnr"][2] != per_image[0]["psnr"][0]
+  # Rerun into the same folder: every image comes from the cache, with the same numbers.
+  lines.clear()
+  again = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lines.append)
+  image_lines = [line for line in lines if line.startswith("  ")]
+  assert image_lines and all(line.endswith("(cached)") for line in image_lines)
+  for label in ("Net-FT", "Y-protocol", "Net-ML"):
+    assert again["results"][label]["Set5"]["psnr"] == first["results"][label]["Set5"]["psnr"]
+  # Another step size is another fingerprint: recomputed, not reused.
+  changed = dataclasses.replace(config, methods=(
+      reproduce.Method("Net-FT", "finetune", (0, 2), alpha=0.05),))
+  lines.clear()
+  reproduce.run_table(changed, tmp_path / "work", tmp_path / "out", log=lines.append)
+  assert not [line for line in lines if line.endswith("(cached)")]
 
 
 def _tool(*args, env_root=None):

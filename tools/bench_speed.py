@@ -4,6 +4,7 @@ Usage:
   python tools/bench_speed.py                                   # IDN, float32 and bfloat16
   python tools/bench_speed.py --precisions float32 --orders first --repeats 5
   python tools/bench_speed.py --backend jax --out bench.json
+  python tools/bench_speed.py --parallel_tasks   # meta_train --parallel_tasks's threading
 
 Times, per precision, in one run on one machine: the roofline (dense 3x3 64->64 convs),
 IDN forward and forward+backward on a batch of LR patches, one adaptation step (whole
@@ -38,6 +39,8 @@ flags.DEFINE_integer("meta_patch", 128, "Meta-iteration: HR patch side.")
 flags.DEFINE_integer("inner_steps", 5, "Meta-iteration: inner steps k.")
 flags.DEFINE_list("orders", ["first", "second"], "Meta-gradient orders to time.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (median).")
+flags.DEFINE_bool("parallel_tasks", False, "One thread per op, ops side by side "
+                  "(mlsr_tf.meta.cpu_threads; meta_train --parallel_tasks).")
 flags.DEFINE_string("out", None, "Also write the JSON here.")
 
 FLAGS = flags.FLAGS
@@ -59,7 +62,8 @@ def main(argv):
         adapt_crops=FLAGS.adapt_crops, adapt_crop_size=FLAGS.adapt_crop_size,
         adapt_steps=FLAGS.adapt_steps, meta_tasks=FLAGS.meta_tasks,
         meta_patch=FLAGS.meta_patch, inner_steps=FLAGS.inner_steps,
-        orders=tuple(FLAGS.orders), repeats=FLAGS.repeats)
+        orders=tuple(FLAGS.orders), repeats=FLAGS.repeats,
+        parallel_tasks=FLAGS.parallel_tasks)
     result = benchmark.run_speed(config, log=lambda line: print(line, flush=True))
   except (ValueError, OSError) as error:
     _cli.fail(error)

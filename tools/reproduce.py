@@ -7,14 +7,20 @@ Usage:
   python tools/reproduce.py --table 3 --config cpu \
       --meta_weights bicubic_train291=runs/x/model.weights.h5   # evaluate a checkpoint
   python tools/reproduce.py --table 5 --config paper --dry_run  # only write config.json
+  python tools/reproduce.py --table 4 --config cpu-full --workdir runs/reproduce_cpu_full
+      # whole images, stage-1 IDN, 0/5/20/100 steps: hours; rerun to resume
   python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
       --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
 
 Writes ``table.md``, ``table.csv``, ``per_image.csv``, ``curves.csv``/``curves.png``,
 ``config.json`` and ``results.json`` into ``--out`` (default
 ``results/table<N>/<config>``).  Meta-training runs go to ``--workdir/<run name>``
-and resume when rerun.  ``cpu`` configs are NOT paper scale (the caption says what
-was cut); ``paper`` configs need a GPU.  Bad input: one ``error: ...`` line, exit 2.
+and resume when rerun; every image's scores are appended to ``--out/partial/`` as soon as
+they exist, so a rerun after an interruption (or in the next session) skips the images
+already done, as long as nothing that determines them changed (method, network and weights,
+steps, step sizes).  ``cpu`` configs are NOT paper scale (the caption says what was cut);
+``cpu-full`` (Tables 3 and 4) runs whole images with the shipped stage-1 IDN and the best
+CPU meta-training recipe; ``paper`` configs need a GPU.  Bad input: one ``error: ...`` line, exit 2.
 """
 
 import os
@@ -30,7 +36,9 @@ from tools import _cli  # First: quiets TensorFlow's C++ start-up lines.
 from mlsr_tf.evaluation import reproduce
 
 _TABLE = flags.DEFINE_integer("table", None, "Paper table: 3, 4 or 5.")
-_CONFIG = flags.DEFINE_string("config", "cpu", "cpu (small, this machine) or paper (GPU).")
+_CONFIG = flags.DEFINE_string(
+    "config", "cpu", "cpu (small, this machine), cpu-full (Tables 3, 4: whole images, hours, "
+    "resumable) or paper (GPU).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Parent folder of meta-training runs.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default results/table<N>/<config>).")
 _META_WEIGHTS = flags.DEFINE_list(

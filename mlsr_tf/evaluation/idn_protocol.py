@@ -66,6 +66,31 @@ def _columns_mean(per_image: list, metric: str):
   return float(np.mean([e[metric] for e in per_image]))
 
 
+def score_image(model, hr: np.ndarray, scale: int,
+                adapt_steps: Optional[Sequence[int]] = None,
+                adapt_options: Optional[dict] = None) -> dict:
+  """``{"psnr", "ssim"}`` of one uint8 RGB HR image under the IDN-Caffe protocol.
+
+  Without ``adapt_steps`` the values are numbers; with them (MLSR's Algorithm 2 on
+  (LR_down, LR), LR_down = MATLAB bicubic of the protocol's float LR, not quantized, like
+  the LR itself) they are ``{"<steps>": value}``, one adaptation run read out at each count.
+  """
+  y_hr, lr = idn_caffe_lr(hr, scale)
+  y_hr = y_hr.astype(np.float64)
+  if adapt_steps is None:
+    sr = image_io.to_uint(upscale_y(model, lr)).astype(np.float64)
+    return {"psnr": metrics.psnr_y(sr, y_hr, scale), "ssim": metrics.ssim_y(sr, y_hr, scale)}
+  from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  by_step = adaptation.adapt_at_steps(model, lr[:, :, None].astype(np.float32),
+                                      degradation_lib.bicubic(scale), adapt_steps,
+                                      **(adapt_options or {}))
+  srs = {str(k): image_io.to_uint(v[:, :, 0]).astype(np.float64)
+         for k, v in sorted(by_step.items())}
+  return {"psnr": {k: metrics.psnr_y(sr, y_hr, scale) for k, sr in srs.items()},
+          "ssim": {k: metrics.ssim_y(sr, y_hr, scale) for k, sr in srs.items()}}
+
+
 def evaluate_idn_caffe(model, datasets: Sequence[str], scale: int, root=None,
                        progress: Optional[TextIO] = None,
                        adapt_steps: Optional[Sequence[int]] = None,
@@ -90,30 +115,13 @@ def evaluate_idn_caffe(model, datasets: Sequence[str], scale: int, root=None,
   if channels != 1:
     raise ValueError(f"the idn-caffe protocol is Y only: model {model.name!r} has "
                      f"{channels} channels")
-  if adapt_steps is not None:
-    from mlsr_tf.data import degradation as degradation_lib  # pylint: disable=g-import-not-at-top
-    from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
-    bicubic = degradation_lib.bicubic(scale)
   results = {}
   for name in datasets:
     per_image = []
     for path in datasets_lib.find_dataset(name, root):
       start = time.perf_counter()
       hr = image_io.read_image(path)[:, :, :3]
-      y_hr, lr = idn_caffe_lr(hr, scale)
-      y_hr = y_hr.astype(np.float64)
-      if adapt_steps is None:
-        sr = image_io.to_uint(upscale_y(model, lr)).astype(np.float64)
-        entry = {"name": path.stem, "psnr": metrics.psnr_y(sr, y_hr, scale),
-                 "ssim": metrics.ssim_y(sr, y_hr, scale)}
-      else:
-        by_step = adaptation.adapt_at_steps(model, lr[:, :, None].astype(np.float32), bicubic,
-                                            adapt_steps, **(adapt_options or {}))
-        srs = {str(k): image_io.to_uint(v[:, :, 0]).astype(np.float64)
-               for k, v in sorted(by_step.items())}
-        entry = {"name": path.stem,
-                 "psnr": {k: metrics.psnr_y(sr, y_hr, scale) for k, sr in srs.items()},
-                 "ssim": {k: metrics.ssim_y(sr, y_hr, scale) for k, sr in srs.items()}}
+      entry = dict(name=path.stem, **score_image(model, hr, scale, adapt_steps, adapt_options))
       per_image.append(entry)
       if progress is not None:
         psnr = entry["psnr"]

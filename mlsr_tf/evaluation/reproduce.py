@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -44,10 +45,13 @@ from mlsr_tf.data import imresize as imresize_lib
 from mlsr_tf.meta import paper
 
 TABLES = (3, 4, 5)
-PRESETS = ("cpu", "paper")
-METHOD_KINDS = ("bicubic", "base", "finetune", "meta", "zssr")
+PRESETS = ("cpu", "cpu-full", "paper")
+METHOD_KINDS = ("bicubic", "base", "finetune", "meta", "idn_protocol", "zssr")
+# Kinds read out after several adaptation step counts (the others have one column, 0).
+ADAPTING_KINDS = ("finetune", "meta", "idn_protocol")
 EVAL_DEGRADATIONS = ("bicubic", "random5x5_test")
 DEFAULT_WEIGHTS = "{data_root}/weights/idn_caffe/IDN_x2.caffemodel"
+STAGE1_WEIGHTS = "{repo}/pretrained/idn_x2.weights.h5"  # The shipped default (stage-1 IDN).
 
 
 # ----------------------------------------------------------------------------- configs
@@ -84,6 +88,17 @@ class MetaRun:
   validation_images: int = 0
   validation_size: int = 128
   seed: int = 0
+  # The recipe options of tools/meta_train.py (WORKSPACE.md section 10); defaults are the
+  # paper's plain Algorithm 1.
+  alpha: float | None = None  # Inner step size (None: the table's alpha).
+  weights: str = ""  # Start weights ("": the table's network weights).
+  validation_degradations: tuple = ()
+  anchor_data: str | None = None
+  anchor_weight: float = 0.0
+  learn_step_sizes: bool = False
+  step_size_learning_rate: float = 1e-2
+  checkpoint_every: int = 20
+  parallel_tasks: bool = False  # Speed only (mlsr_tf.meta.cpu_threads).
 
 
 @dataclasses.dataclass
@@ -91,12 +106,19 @@ class Method:
   """A row group of a table.
 
   ``kind``: one of METHOD_KINDS; ``steps``: adaptation step counts reported (rows);
-  ``meta_run``: name of the MetaRun whose weights a ``meta`` method uses.
+  ``meta_run``: name of the MetaRun whose weights a ``meta`` method uses (with its learned
+  step sizes, when the run learned them); ``alpha``: this method's test-time step size
+  (None: the table's); ``model``/``weights``: another network than the table's (e.g. the
+  imported IDN-Caffe for ``idn_protocol``, scored under the IDN authors' protocol,
+  :mod:`mlsr_tf.evaluation.idn_protocol`).
   """
   label: str
   kind: str
   steps: tuple = (0,)
   meta_run: str = ""
+  alpha: float | None = None
+  model: str = ""
+  weights: str = ""
 
 
 @dataclasses.dataclass
@@ -161,6 +183,9 @@ class TableConfig:
                                  for s in method.steps):
         raise ValueError(f"method {method.label!r}: steps must be non-negative integers, "
                          f"got {method.steps!r}")
+      if method.alpha is not None and not (np.isfinite(method.alpha) and method.alpha >= 0):
+        raise ValueError(f"method {method.label!r}: alpha must be finite and >= 0, got "
+                         f"{method.alpha!r}")
       if method.kind == "meta" and method.meta_run not in run_names:
         raise ValueError(f"method {method.label!r} uses meta run {method.meta_run!r}, "
                          f"not one of {run_names!r}")
@@ -201,6 +226,8 @@ def table_config(table: int, preset: str) -> TableConfig:
     raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
   if preset not in PRESETS:
     raise ValueError(f"unknown config {preset!r}; expected one of {PRESETS}")
+  if preset == "cpu-full":
+    return _cpu_full_config(table)
   cpu = preset == "cpu"
   # cpu: alpha 0.1 (naive SGD fine-tuning of IDN-Caffe diverges at 0.3 on [0, 1] pixels,
   # WORKSPACE.md section 6); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
@@ -275,11 +302,76 @@ def table_config(table: int, preset: str) -> TableConfig:
                Method("ZSSR", "zssr")))
 
 
+CPU_FULL_STEPS = (0, 5, 20, 100)
+CPU_FULL_CURVE = (0, 1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
+
+
+def _recipe_run(name: str, data) -> MetaRun:
+  """The best CPU meta-training recipe (WORKSPACE.md section 10, run r5) on ``data`` tasks.
+
+  From the stage-1 IDN: bicubic tasks of one 128-pixel HR patch, 4 per meta-batch, k = 5,
+  learned per-step, per-tensor inner step sizes starting at alpha 0.3, a train291
+  supervised anchor of weight 4, Adam beta 5e-6, 450 iterations (r5's best validated
+  snapshot), validated every 150 on Set5 and Urban100 img041-050 (whole images).
+  """
+  return MetaRun(name, data, validation=(ImageSet("Set5"), ImageSet("Urban100", 41, 50)),
+                 degradation="bicubic", patch=128, batch=4, inner_steps=5, beta=5e-6,
+                 iterations=450, validate_every=150, validation_images=0, validation_size=0,
+                 alpha=0.3, validation_degradations=("bicubic",), anchor_data="train291",
+                 anchor_weight=4.0, learn_step_sizes=True, step_size_learning_rate=1e-2,
+                 checkpoint_every=50, parallel_tasks=True)
+
+
+def _cpu_full_config(table: int) -> TableConfig:
+  """Tables 3 and 4 on whole images with the project's own IDN (issue 12's ``cpu-full``).
+
+  The network is the shipped stage-1 IDN (RGB, trained here from random initialisation);
+  naive fine-tuning is its SGD adaptation at alpha 0.3 (its best alpha for 5 whole-image
+  steps, WORKSPACE.md section 10); IDN-ML is meta-trained from it with the r5 recipe
+  (:func:`_recipe_run`) and adapted with its learned step sizes.
+  """
+  if table not in (3, 4):
+    raise ValueError(f"config 'cpu-full' is defined for tables 3 and 4, got table {table!r}")
+  common = dict(preset="cpu-full", model="idn", weights=STAGE1_WEIGHTS, crop=0, alpha=0.3,
+                degradation="bicubic", curve_steps=CPU_FULL_CURVE)
+  train291_run = _recipe_run("recipe_train291", "train291")
+  finetune = Method("IDN (stage-1) + SGD", "finetune", CPU_FULL_STEPS)
+  if table == 3:
+    return TableConfig(
+        table=3, **common,
+        image_sets=(ImageSet("Set5"), ImageSet("Set14"), ImageSet("B100", 1, 40),
+                    ImageSet("Urban100", 1, 40)),
+        caption=("Table 3 (bicubic x2), whole images: the stage-1 IDN adapted naively (SGD, "
+                 "alpha 0.3), the imported IDN-Caffe under its authors' protocol (Y, float "
+                 "LR; SGD alpha 0.1), and IDN-ML meta-trained on train291 bicubic tasks (r5 "
+                 "recipe, 450 iterations) with its learned step sizes, after 0/5/20/100 "
+                 "steps. Set5 and Set14 whole, B100 and Urban100 their first 40 images."),
+        meta_runs=(train291_run,),
+        methods=(Method("Bicubic", "bicubic"),
+                 Method("IDN-Caffe (authors' protocol) + SGD", "idn_protocol",
+                        CPU_FULL_STEPS, alpha=0.1, model="idn_caffe",
+                        weights=DEFAULT_WEIGHTS),
+                 finetune,
+                 Method("IDN-ML (train291)", "meta", CPU_FULL_STEPS, train291_run.name)))
+  urban_run = _recipe_run("recipe_urban100", ImageSet("Urban100", 51, 100))
+  return TableConfig(
+      table=4, **common, image_sets=(ImageSet("Urban100", 1, 40),),
+      caption=("Table 4 (bicubic x2, Urban100 img001-040 whole): the stage-1 IDN adapted "
+               "naively (SGD, alpha 0.3), and IDN-ML meta-trained (r5 recipe, 450 "
+               "iterations) on train291 or on Urban100 img051-100 (img041-050 validation), "
+               "with learned step sizes, after 0/5/20/100 steps."),
+      meta_runs=(train291_run, urban_run),
+      methods=(finetune,
+               Method("IDN-ML (train291)", "meta", CPU_FULL_STEPS, train291_run.name),
+               Method("IDN-ML (Urban100 051-100)", "meta", CPU_FULL_STEPS, urban_run.name)))
+
+
 # ----------------------------------------------------------------------------- data
 
 
 def _resolve_weights(weights: str, data_root) -> str:
-  return weights.replace("{data_root}", str(paths.data_root(data_root)))
+  return weights.replace("{data_root}", str(paths.data_root(data_root))).replace(
+      "{repo}", str(paths.REPO_ROOT))
 
 
 def select_files(image_set: ImageSet, data_root=None) -> list:
@@ -349,51 +441,147 @@ def meta_train_config(config: TableConfig, run: MetaRun, workdir: pathlib.Path):
   """The ``MetaTrainConfig`` of ``run`` (ImageSets become folders of links)."""
   from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
   run_dir = workdir / run.name
-  data, validation = run.data, run.validation
-  if isinstance(data, ImageSet):
-    data = link_image_set(data, run_dir / "data_train", config.data_root)
-  if isinstance(validation, ImageSet):
-    validation = link_image_set(validation, run_dir / "data_validation", config.data_root)
+
+  def as_data(form, folder: str) -> str:
+    if isinstance(form, ImageSet):
+      return link_image_set(form, run_dir / folder, config.data_root)
+    return form
+
+  validation = run.validation
+  if isinstance(validation, (tuple, list)):
+    validation = ",".join(as_data(v, f"data_validation_{i}") for i, v in enumerate(validation))
+  else:
+    validation = as_data(validation, "data_validation")
   return meta_train.MetaTrainConfig(
       workdir=str(run_dir), model=config.model,
-      weights=_resolve_weights(config.weights, config.data_root), scale=config.scale,
-      data=data, data_root=config.data_root, patch=run.patch, batch=run.batch,
-      inner_steps=run.inner_steps, alpha=config.alpha, beta=run.beta,
+      weights=_resolve_weights(run.weights or config.weights, config.data_root),
+      scale=config.scale, data=as_data(run.data, "data_train"), data_root=config.data_root,
+      patch=run.patch, batch=run.batch, inner_steps=run.inner_steps,
+      alpha=config.alpha if run.alpha is None else run.alpha, beta=run.beta,
       iterations=run.iterations, degradation=run.degradation, order="first",
       validate_every=run.validate_every, validation=validation or "Set5",
       validation_images=run.validation_images, validation_size=run.validation_size,
-      checkpoint_every=min(20, run.iterations), log_every=10, seed=run.seed)
+      validation_degradations=tuple(run.validation_degradations),
+      keep_validated_weights=bool(run.validate_every),
+      checkpoint_every=min(run.checkpoint_every, run.iterations), log_every=10, seed=run.seed,
+      learn_step_sizes=run.learn_step_sizes,
+      step_size_learning_rate=run.step_size_learning_rate, anchor_data=run.anchor_data,
+      anchor_weight=run.anchor_weight, parallel_tasks=run.parallel_tasks)
 
 
-def _adaptation_columns(model, items, steps, alpha, optimizer, seed, log, label):
-  """Per image ``{"name", "psnr": {count: v}, "ssim": {...}, "seconds"}`` (one run each)."""
-  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+class ImageCache:
+  """Per-image results of one (method, image set), appended as JSON lines (resumable runs).
+
+  Every line holds an image's entry and the fingerprint of everything that determines it
+  (the method, the table's network, data and protocol settings, the weights' sha256);
+  only lines whose fingerprint matches are reused, so a changed setting recomputes.  A
+  line cut short by an interruption is ignored.
+  """
+
+  def __init__(self, path: pathlib.Path, fingerprint: dict):
+    self.path = path
+    self.key = hashlib.sha256(json.dumps(_jsonable(fingerprint), sort_keys=True)
+                              .encode()).hexdigest()[:16]
+    self.entries = {}
+    if path.is_file():
+      for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if isinstance(record, dict) and record.get("key") == self.key:
+          entry = record["entry"]
+          for metric in ("psnr", "ssim"):
+            entry[metric] = {int(k): v for k, v in entry[metric].items()}
+          self.entries[entry["name"]] = entry
+
+  def get(self, name: str):
+    return self.entries.get(name)
+
+  def put(self, entry: dict) -> None:
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(self.path, "a+b") as f:
+      f.seek(0, os.SEEK_END)
+      if f.tell():
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":  # An interrupted write: start a new line after it.
+          f.write(b"\n")
+    with open(self.path, "a", encoding="utf-8") as f:
+      f.write(json.dumps(_jsonable({"key": self.key, "entry": entry})) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+    self.entries[entry["name"]] = entry
+
+
+def _columns(items, compute: Callable, cache: ImageCache | None, log, label):
+  """Per image ``{"name", "psnr": {count: v}, "ssim": {...}, "seconds", ...}``.
+
+  ``compute(name, hr, lr, degradation) -> (psnr by count, ssim by count, extra)``; entries
+  found in ``cache`` are reused, new ones are added to it as soon as they are done.
+  """
   per_image = []
   for name, hr, lr, degradation in items:
-    began = time.perf_counter()
-    upscale = adaptation.adaptive_upscale_fn(model, degradation, steps, alpha,
-                                             optimizer=optimizer, seed=seed)
-    outputs = upscale(lr, name)
-    seconds = time.perf_counter() - began
-    scores = {int(k): score(hr, sr, degradation.scale) for k, sr in outputs.items()}
-    per_image.append({"name": name, "psnr": {k: s[0] for k, s in scores.items()},
-                      "ssim": {k: s[1] for k, s in scores.items()}, "seconds": seconds})
+    entry = cache.get(name) if cache is not None else None
+    if entry is None:
+      began = time.perf_counter()
+      psnr, ssim, extra = compute(name, hr, lr, degradation)
+      entry = dict({"name": name, "psnr": psnr, "ssim": ssim,
+                    "seconds": time.perf_counter() - began}, **extra)
+      if cache is not None:
+        cache.put(entry)
+      note = f"({entry['seconds']:.1f} s)"
+    else:
+      note = "(cached)"
+    per_image.append(entry)
     log(f"  {label} {name}: " + ", ".join(
-        f"{k}: {v:.2f}" for k, v in per_image[-1]["psnr"].items()) + f" dB ({seconds:.1f} s)")
+        f"{k}: {v:.2f}" for k, v in entry["psnr"].items()) + f" dB {note}")
   return per_image
 
 
-def _single_column(items, upscale: Callable, log, label):
-  per_image = []
-  for name, hr, lr, degradation in items:
-    began = time.perf_counter()
+def _adaptation_compute(model, steps, alpha, seed):
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+
+  def compute(name, hr, lr, degradation):
+    upscale = adaptation.adaptive_upscale_fn(model, degradation, steps, alpha,
+                                             optimizer="sgd", seed=seed)
+    scores = {int(k): score(hr, sr, degradation.scale) for k, sr in upscale(lr, name).items()}
+    return ({k: v[0] for k, v in scores.items()}, {k: v[1] for k, v in scores.items()}, {})
+  return compute
+
+
+def _protocol_compute(model, steps, alpha, seed, scale):
+  from mlsr_tf.evaluation import idn_protocol  # pylint: disable=g-import-not-at-top
+
+  def compute(name, hr, lr, degradation):
+    del name, lr, degradation  # The protocol makes its own float LR from the HR.
+    scores = idn_protocol.score_image(model, hr, scale, steps,
+                                      {"alpha": alpha, "optimizer": "sgd", "seed": seed})
+    return ({int(k): v for k, v in scores["psnr"].items()},
+            {int(k): v for k, v in scores["ssim"].items()}, {})
+  return compute
+
+
+def _single_compute(upscale: Callable):
+  def compute(name, hr, lr, degradation):
+    del name
     sr, extra = upscale(lr, degradation)
-    seconds = time.perf_counter() - began
     p, s = score(hr, sr, degradation.scale)
-    per_image.append(dict({"name": name, "psnr": {0: p}, "ssim": {0: s}, "seconds": seconds},
-                          **extra))
-    log(f"  {label} {name}: {p:.2f} dB ({seconds:.1f} s)")
-  return per_image
+    return {0: p}, {0: s}, extra
+  return compute
+
+
+def meta_step_sizes_path(weights: str) -> pathlib.Path | None:
+  """The learned step sizes saved with meta-trained ``weights``, if any.
+
+  ``WORKDIR/model.weights.h5`` has ``WORKDIR/step_sizes.json``; a validated snapshot
+  ``validated/iteration_N.weights.h5`` has ``validated/iteration_N.step_sizes.json``.
+  """
+  weights = pathlib.Path(weights)
+  from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
+  candidates = [weights.with_name(weights.name.replace(".weights.h5", ".step_sizes.json"))]
+  if weights.name == "model.weights.h5":
+    candidates.insert(0, weights.with_name(meta_train.STEP_SIZES_FILE))
+  return next((c for c in candidates if c.is_file()), None)
 
 
 def _check_meta_weights(config: TableConfig, meta_weights: dict | None) -> dict:
@@ -446,38 +634,60 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
                            "seconds_per_iteration": summary["seconds_per_iteration"],
                            "final_validation": summary["validation"]}
   results = {}
-  base_model = None
+  models = {}  # (model, weights, channels) -> built model, shared by methods.
   for method in config.methods:
     results[method.label] = {}
     reads = sorted(set(method.steps) | set(config.curve_steps)) \
-        if method.kind in ("finetune", "meta") else [0]
-    model = None
-    if method.kind in ("base", "finetune", "meta"):
+        if method.kind in ADAPTING_KINDS else [0]
+    alpha = config.alpha if method.alpha is None else method.alpha
+    fingerprint = {"method": dataclasses.asdict(method), "scale": config.scale,
+                   "crop": config.crop, "degradation": config.degradation, "alpha": alpha,
+                   "seed": config.seed, "reads": reads}
+    model, compute = None, None
+    if method.kind in ("base", "finetune", "meta", "idn_protocol"):
       from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
-      if method.kind == "meta":
-        model = models_io.build_and_load(config.model, meta_weights[method.meta_run],
-                                         config.scale)
+      from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
+      name = method.model or config.model
+      weights = meta_weights[method.meta_run] if method.kind == "meta" else \
+          _resolve_weights(method.weights or config.weights, config.data_root)
+      channels = 1 if method.kind == "idn_protocol" else None  # The protocol is Y only.
+      if (name, weights, channels) not in models:
+        models[(name, weights, channels)] = models_io.build_and_load(name, weights,
+                                                                     config.scale, channels)
+      model = models[(name, weights, channels)]
+      fingerprint.update(model=name, weights_sha256=pretrained.sha256_of(weights))
+      if method.kind == "meta" and meta_step_sizes_path(weights):
+        from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+        path = meta_step_sizes_path(weights)
+        alpha = step_sizes_lib.load(path, model)
+        fingerprint.update(alpha=None, step_sizes_sha256=pretrained.sha256_of(path))
+        log(f"{method.label}: learned step sizes from {path}")
+      if method.kind == "idn_protocol":
+        compute = _protocol_compute(model, reads, alpha, config.seed, config.scale)
       else:
-        if base_model is None:
-          base_model = models_io.build_and_load(
-              config.model, _resolve_weights(config.weights, config.data_root), config.scale)
-        model = base_model
+        compute = _adaptation_compute(model, reads, alpha, config.seed)
+    elif method.kind == "bicubic":
+      compute = _single_compute(lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}))
+    else:  # zssr
+      compute = _single_compute(_zssr_upscaler(config, log))
+      fingerprint.update(zssr=config.zssr)
     for set_label, items in sets.items():
       log(f"{method.label} on {set_label} ({len(items)} images)")
-      if method.kind == "bicubic":
-        per_image = _single_column(
-            items, lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}), log, method.label)
-      elif method.kind == "zssr":
-        subset = items[:config.zssr_images] if config.zssr_images else items
-        per_image = _single_column(subset, _zssr_upscaler(config, log), log, method.label)
-      else:
-        per_image = _adaptation_columns(model, items, reads if method.kind != "base" else [0],
-                                        config.alpha, "sgd", config.seed, log, method.label)
+      if method.kind == "zssr" and config.zssr_images:
+        items = items[:config.zssr_images]
+      cache = ImageCache(pathlib.Path(out_dir) / "partial" /
+                         f"{_slug(method.label)}__{_slug(set_label)}.jsonl",
+                         dict(fingerprint, set=set_label))
+      per_image = _columns(items, compute, cache, log, method.label)
       results[method.label][set_label] = _summarize(per_image)
   output = {"config": config.to_json(), "results": results, "meta": meta_info,
             "seconds": time.time() - began, "machine": machine_description()}
   write_outputs(config, output, out_dir)
   return output
+
+
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
 
 
 def _zssr_upscaler(config: TableConfig, log):
@@ -517,7 +727,7 @@ def table_rows(config: TableConfig, results: dict) -> list:
   for method in config.methods:
     per_set = results[method.label]
     for steps in method.steps:
-      row_label = method.label if method.kind in ("bicubic", "base", "zssr") else \
+      row_label = method.label if method.kind not in ADAPTING_KINDS else \
           f"{method.label}/{steps}"
       for set_label, summary in per_set.items():
         rows.append({"method": method.label, "kind": method.kind, "row": row_label,
@@ -549,8 +759,8 @@ def format_markdown(config: TableConfig, results: dict) -> str:
     lines += ["", "ZSSR cost: " + "; ".join(
         f"{r['set']}: {r['seconds_per_image']:.1f} s per image "
         f"({r['zssr_iterations']:.0f} iterations)" for r in zssr_rows)]
-  adapted = [r for r in rows if r["kind"] in ("finetune", "meta") and r["steps"] ==
-             max(m.steps[-1] for m in config.methods if m.kind in ("finetune", "meta"))]
+  adapted = [r for r in rows if r["kind"] in ADAPTING_KINDS and r["steps"] ==
+             max(m.steps[-1] for m in config.methods if m.kind in ADAPTING_KINDS)]
   if adapted:
     lines += ["", "Adaptation cost (all read-outs of one run): " + "; ".join(
         f"{r['method']} on {r['set']}: {r['seconds_per_image']:.1f} s per image"
@@ -585,7 +795,7 @@ def curve_rows(config: TableConfig, results: dict) -> list:
   """Mean PSNR per step count for each adapted method and set (the curves' data)."""
   rows = []
   for method in config.methods:
-    if method.kind not in ("finetune", "meta"):
+    if method.kind not in ADAPTING_KINDS:
       continue
     for set_label, summary in results[method.label].items():
       for steps, value in sorted(summary["psnr"].items()):

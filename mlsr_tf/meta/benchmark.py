@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from mlsr_tf.meta import adaptation
+from mlsr_tf.meta import cpu_threads
 from mlsr_tf.meta import maml
 
 
@@ -118,6 +119,7 @@ class SpeedConfig:
   orders: tuple = ("first", "second")
   roofline_convs: int = 6   # Dense 3x3 64->64 convs of the roofline stack.
   repeats: int = 3
+  parallel_tasks: bool = False  # cpu_threads.use_task_parallel_threads() first.
 
 
 def conv_macs_per_pixel(model) -> float:
@@ -186,10 +188,11 @@ def run_speed(config: SpeedConfig, log: Callable[[str], None] = print) -> dict:
   _check_orders(config.orders)
   for precision in config.precisions:
     registry.check_precision(precision)
+  threads = cpu_threads.use_task_parallel_threads() if config.parallel_tasks else {}
   backend = maml.get_backend()
   rng = np.random.default_rng(0)
   s = config.scale
-  result = {"config": dataclasses.asdict(config), "backend": backend.name}
+  result = {"config": dataclasses.asdict(config), "backend": backend.name, "threads": threads}
 
   def record(key, seconds, flops=None, roof=None):
     entry = {"ms": round(1e3 * seconds, 2)}

@@ -86,6 +86,9 @@ class MetaTrainConfig:
   # Layer dtype policy (mlsr_tf.models.registry.PRECISIONS): "mixed_bfloat16" computes in
   # bfloat16 (AMX on CPUs that have it); theta, Adam state and saved weights stay float32.
   precision: str = "float32"
+  # Run the meta-batch's tasks side by side, one thread each (mlsr_tf.meta.cpu_threads):
+  # faster meta-iterations on CPU, slower whole-image validation.  Speed only.
+  parallel_tasks: bool = False
   # Outer objective (maml.MetaObjective): query-loss weights after 0..k inner steps (empty:
   # the paper's final step only; index 0 > 0 anchors the un-adapted network to the
   # supervised LR -> HR loss), and learned per-step, per-tensor inner step sizes.
@@ -464,6 +467,10 @@ def run(config: MetaTrainConfig, log: Callable[[str], None] = print, strategy=No
     raise ValueError(f"backend {config.backend!r} requested but Keras runs on "
                      f"{keras.backend.backend()!r}; set KERAS_BACKEND={config.backend} "
                      "before keras is imported")
+  if config.parallel_tasks:
+    from mlsr_tf.meta import cpu_threads  # pylint: disable=g-import-not-at-top
+    log("task-parallel threads: " + ", ".join(
+        f"{k} {v}" for k, v in cpu_threads.use_task_parallel_threads().items()))
   with checkpoint_lib.workdir_session(config.workdir, "checkpoint", overwrite=config.overwrite,
                                       outputs=OUTPUTS, subdirectories=("validated",)):
     return _run(config, log, strategy)
