@@ -287,6 +287,25 @@ def test_tiny_table_resumes_and_uses_learned_step_sizes_and_the_idn_protocol(tmp
   assert image_lines and all(line.endswith("(cached)") for line in image_lines)
   for label in ("Net-FT", "Y-protocol", "Net-ML"):
     assert again["results"][label]["Set5"]["psnr"] == first["results"][label]["Set5"]["psnr"]
+  # A report of what is scored so far: only cached images, nothing computed, cells counted.
+  (tmp_path / "out" / "partial" / "Net-ML__Set5.jsonl").unlink()
+  lines.clear()
+  report = reproduce.run_table(config, tmp_path / "work", tmp_path / "out2", log=lines.append,
+                               cached_only=True)
+  assert report["results"] == {"Net-FT": {}, "Y-protocol": {}, "Net-ML": {}}  # Other --out.
+  for path in (tmp_path / "out" / "partial").iterdir():
+    (tmp_path / "out2" / "partial").mkdir(exist_ok=True)
+    (tmp_path / "out2" / "partial" / path.name).write_bytes(path.read_bytes())
+  (tmp_path / "out2" / "partial" / "Net-FT__Set5.jsonl").write_text(
+      (tmp_path / "out" / "partial" / "Net-FT__Set5.jsonl").read_text().splitlines()[0] + "\n")
+  report = reproduce.run_table(config, tmp_path / "work", tmp_path / "out2", log=lines.append,
+                               cached_only=True)
+  assert report["results"]["Net-FT"]["Set5"]["images"] == 1
+  assert report["results"]["Y-protocol"]["Set5"]["images"] == 2
+  assert report["results"]["Net-ML"] == {}
+  md = (tmp_path / "out2" / "table.md").read_text()
+  assert "Set5 (2 img)" in md and "(1 img)" in md and "| Net-ML/2 |" not in md
+  assert not [line for line in lines if line.endswith(" s)")]  # Nothing computed.
   # Another step size is another fingerprint: recomputed, not reused.
   changed = dataclasses.replace(config, methods=(
       reproduce.Method("Net-FT", "finetune", (0, 2), alpha=0.05),))

@@ -9,6 +9,8 @@ Usage:
   python tools/reproduce.py --table 5 --config paper --dry_run  # only write config.json
   python tools/reproduce.py --table 4 --config cpu-full --workdir runs/reproduce_cpu_full
       # whole images, stage-1 IDN, 0/5/20/100 steps: hours; rerun to resume
+  python tools/reproduce.py --table 4 --config cpu-full --workdir runs/reproduce_cpu_full \
+      --cached_only   # the table of the images scored so far (from --out's partial/)
   python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
       --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
 
@@ -50,6 +52,9 @@ _DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DA
 _ALPHA = flags.DEFINE_float("alpha", None, "Override the step size (meta-training and tests; "
                             "[0, 1] pixels).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only validate and write config.json.")
+_CACHED_ONLY = flags.DEFINE_bool(
+    "cached_only", False, "Compute nothing: write the table of the images already scored in "
+    "--out/partial/ (progress of a long or interrupted run; cells count their images).")
 
 
 def main(argv):
@@ -64,7 +69,8 @@ def main(argv):
     meta_weights[name] = path
   try:
     reproduce.run(_TABLE.value, _CONFIG.value, _WORKDIR.value, _OUT.value, meta_weights,
-                  _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value, _ALPHA.value)
+                  _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value, _ALPHA.value,
+                  cached_only=_CACHED_ONLY.value)
   except (ValueError, OSError) as e:
     _cli.fail(e)
 

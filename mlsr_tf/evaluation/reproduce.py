@@ -597,15 +597,19 @@ def _check_meta_weights(config: TableConfig, meta_weights: dict | None) -> dict:
 
 
 def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None = None,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, cached_only: bool = False) -> dict:
   """Runs one table; writes its files into ``out_dir``; returns the results.
 
   Args:
     config: a validated :class:`TableConfig` (see :func:`table_config`).
     workdir: meta-training runs go to ``workdir/<run name>`` (resumed if present).
-    out_dir: where the table files are written (created; files replaced atomically).
+    out_dir: where the table files are written (created; files replaced atomically);
+      ``out_dir/partial/`` keeps every image's scores (see :class:`ImageCache`).
     meta_weights: ``{run name: weights path}`` to evaluate given checkpoints instead
       of meta-training.
+    cached_only: compute nothing; write the table of the images already scored in
+      ``out_dir/partial/`` (a progress report of a long run; each cell counts its images).
+      Meta runs are not trained; their ``workdir`` weights are used where they exist.
 
   Returns:
     ``{"config", "results": {method label: {set label: {"per_image", "psnr":
@@ -621,14 +625,17 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
   for run in config.meta_runs:
     if run.name not in needed_runs:
       continue
-    if run.name in meta_weights:
-      meta_info[run.name] = {"weights": str(meta_weights[run.name]), "trained_here": False}
+    trained = workdir / run.name / "model.weights.h5"
+    if run.name not in meta_weights and cached_only and trained.is_file():
+      meta_weights[run.name] = str(trained)
+    if run.name in meta_weights or cached_only:
+      meta_info[run.name] = {"weights": meta_weights.get(run.name), "trained_here": False}
       continue
     from mlsr_tf.training import meta_train  # pylint: disable=g-import-not-at-top
     log(f"meta-training {run.name} ({run.iterations} iterations) in {workdir / run.name}")
     run_began = time.time()
     summary = meta_train.run(meta_train_config(config, run, workdir), log=log)
-    meta_weights[run.name] = str(workdir / run.name / "model.weights.h5")
+    meta_weights[run.name] = str(trained)
     meta_info[run.name] = {"weights": meta_weights[run.name], "trained_here": True,
                            "seconds_this_call": time.time() - run_began,
                            "seconds_per_iteration": summary["seconds_per_iteration"],
@@ -636,54 +643,74 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
   results = {}
   models = {}  # (model, weights, channels) -> built model, shared by methods.
   for method in config.methods:
+    if method.kind == "meta" and method.meta_run not in meta_weights:
+      log(f"{method.label}: no weights of meta run {method.meta_run!r} yet; skipped")
+      continue
     results[method.label] = {}
-    reads = sorted(set(method.steps) | set(config.curve_steps)) \
-        if method.kind in ADAPTING_KINDS else [0]
-    alpha = config.alpha if method.alpha is None else method.alpha
-    fingerprint = {"method": dataclasses.asdict(method), "scale": config.scale,
-                   "crop": config.crop, "degradation": config.degradation, "alpha": alpha,
-                   "seed": config.seed, "reads": reads}
-    model, compute = None, None
-    if method.kind in ("base", "finetune", "meta", "idn_protocol"):
-      from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
-      from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
-      name = method.model or config.model
-      weights = meta_weights[method.meta_run] if method.kind == "meta" else \
-          _resolve_weights(method.weights or config.weights, config.data_root)
-      channels = 1 if method.kind == "idn_protocol" else None  # The protocol is Y only.
-      if (name, weights, channels) not in models:
-        models[(name, weights, channels)] = models_io.build_and_load(name, weights,
-                                                                     config.scale, channels)
-      model = models[(name, weights, channels)]
-      fingerprint.update(model=name, weights_sha256=pretrained.sha256_of(weights))
-      if method.kind == "meta" and meta_step_sizes_path(weights):
-        from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
-        path = meta_step_sizes_path(weights)
-        alpha = step_sizes_lib.load(path, model)
-        fingerprint.update(alpha=None, step_sizes_sha256=pretrained.sha256_of(path))
-        log(f"{method.label}: learned step sizes from {path}")
-      if method.kind == "idn_protocol":
-        compute = _protocol_compute(model, reads, alpha, config.seed, config.scale)
-      else:
-        compute = _adaptation_compute(model, reads, alpha, config.seed)
-    elif method.kind == "bicubic":
-      compute = _single_compute(lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}))
-    else:  # zssr
-      compute = _single_compute(_zssr_upscaler(config, log))
-      fingerprint.update(zssr=config.zssr)
+    fingerprint, compute = _method_runner(config, method, meta_weights, models, log,
+                                          build=not cached_only)
     for set_label, items in sets.items():
-      log(f"{method.label} on {set_label} ({len(items)} images)")
       if method.kind == "zssr" and config.zssr_images:
         items = items[:config.zssr_images]
       cache = ImageCache(pathlib.Path(out_dir) / "partial" /
                          f"{_slug(method.label)}__{_slug(set_label)}.jsonl",
                          dict(fingerprint, set=set_label))
+      if cached_only:
+        items = [item for item in items if cache.get(item[0]) is not None]
+        if not items:
+          continue
+      log(f"{method.label} on {set_label} ({len(items)} images)")
       per_image = _columns(items, compute, cache, log, method.label)
       results[method.label][set_label] = _summarize(per_image)
   output = {"config": config.to_json(), "results": results, "meta": meta_info,
-            "seconds": time.time() - began, "machine": machine_description()}
+            "seconds": time.time() - began, "machine": machine_description(),
+            "cached_only": cached_only}
   write_outputs(config, output, out_dir)
   return output
+
+
+def _method_runner(config: TableConfig, method: Method, meta_weights: dict, models: dict,
+                   log, build: bool = True):
+  """``(fingerprint, compute)`` of one method (``compute`` is None unless ``build``).
+
+  The fingerprint holds everything that determines the method's per-image scores: its
+  fields, the table's data and protocol settings, the sha256 of its weights and learned
+  step sizes.  ``models`` caches built networks by (name, weights, channels).
+  """
+  reads = sorted(set(method.steps) | set(config.curve_steps)) \
+      if method.kind in ADAPTING_KINDS else [0]
+  alpha = config.alpha if method.alpha is None else method.alpha
+  fingerprint = {"method": dataclasses.asdict(method), "scale": config.scale,
+                 "crop": config.crop, "degradation": config.degradation, "alpha": alpha,
+                 "seed": config.seed, "reads": reads}
+  if method.kind == "bicubic":
+    return fingerprint, _single_compute(lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}))
+  if method.kind == "zssr":
+    fingerprint.update(zssr=config.zssr)
+    return fingerprint, (_single_compute(_zssr_upscaler(config, log)) if build else None)
+  from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
+  name = method.model or config.model
+  weights = meta_weights[method.meta_run] if method.kind == "meta" else \
+      _resolve_weights(method.weights or config.weights, config.data_root)
+  fingerprint.update(model=name, weights_sha256=pretrained.sha256_of(weights))
+  step_sizes_path = meta_step_sizes_path(weights) if method.kind == "meta" else None
+  if step_sizes_path:
+    fingerprint.update(alpha=None, step_sizes_sha256=pretrained.sha256_of(step_sizes_path))
+  if not build:
+    return fingerprint, None
+  from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+  channels = 1 if method.kind == "idn_protocol" else None  # The protocol is Y only.
+  if (name, weights, channels) not in models:
+    models[(name, weights, channels)] = models_io.build_and_load(name, weights, config.scale,
+                                                                 channels)
+  model = models[(name, weights, channels)]
+  if step_sizes_path:
+    from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+    alpha = step_sizes_lib.load(step_sizes_path, model)
+    log(f"{method.label}: learned step sizes from {step_sizes_path}")
+  if method.kind == "idn_protocol":
+    return fingerprint, _protocol_compute(model, reads, alpha, config.seed, config.scale)
+  return fingerprint, _adaptation_compute(model, reads, alpha, config.seed)
 
 
 def _slug(text: str) -> str:
@@ -725,7 +752,7 @@ def table_rows(config: TableConfig, results: dict) -> list:
   """Flat rows: ``{"method", "row", "steps", "set", "images", "psnr", "ssim", "seconds"}``."""
   rows = []
   for method in config.methods:
-    per_set = results[method.label]
+    per_set = results.get(method.label, {})  # Absent: not scored yet (cached_only).
     for steps in method.steps:
       row_label = method.label if method.kind not in ADAPTING_KINDS else \
           f"{method.label}/{steps}"
@@ -744,15 +771,22 @@ def format_markdown(config: TableConfig, results: dict) -> str:
   set_labels = [s.label for s in config.image_sets]
   ordered = list(dict.fromkeys(r["row"] for r in rows))
   cells = {(r["row"], r["set"]): r for r in rows}
-  images = {r["set"]: r["images"] for r in rows}
+  images = {}
+  for r in rows:
+    images[r["set"]] = max(images.get(r["set"], 0), r["images"])
   lines = [f"**{config.caption}**", "",
-           "| Method | " + " | ".join(f"{s} ({images[s]} img)" for s in set_labels) + " |",
+           "| Method | " + " | ".join(f"{s} ({images.get(s, 0)} img)" for s in set_labels)
+           + " |",
            "|---|" + "---|" * len(set_labels)]
   for row in ordered:
     values = []
     for s in set_labels:
       cell = cells.get((row, s))
-      values.append("—" if cell is None else f"{cell['psnr']:.2f} / {cell['ssim']:.4f}")
+      if cell is None:
+        values.append("—")
+      else:  # A cell of fewer images than its column (a partial run) says how many.
+        count = "" if cell["images"] == images[s] else f" ({cell['images']} img)"
+        values.append(f"{cell['psnr']:.2f} / {cell['ssim']:.4f}{count}")
     lines.append(f"| {row} | " + " | ".join(values) + " |")
   zssr_rows = [r for r in rows if r["kind"] == "zssr"]
   if zssr_rows:
@@ -797,7 +831,7 @@ def curve_rows(config: TableConfig, results: dict) -> list:
   for method in config.methods:
     if method.kind not in ADAPTING_KINDS:
       continue
-    for set_label, summary in results[method.label].items():
+    for set_label, summary in results.get(method.label, {}).items():
       for steps, value in sorted(summary["psnr"].items()):
         rows.append({"method": method.label, "set": set_label, "steps": steps,
                      "psnr": value})
@@ -885,7 +919,8 @@ def write_outputs(config: TableConfig, output: dict, out_dir) -> list:
 
 def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | None = None,
         meta_iterations: int | None = None, data_root=None, dry_run: bool = False,
-        alpha: float | None = None, log: Callable[[str], None] = print) -> dict:
+        alpha: float | None = None, log: Callable[[str], None] = print,
+        cached_only: bool = False) -> dict:
   """What ``tools/reproduce.py`` calls: the predefined config, optional overrides, the run.
 
   Args:
@@ -898,6 +933,7 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     dry_run: only validate and write ``config.json``.
     alpha: overrides the step size of meta-training and of every test-time loop
       (recorded in config; the caption says so).
+    cached_only: see :func:`run_table` (a report of what a long run has scored so far).
   """
   config = table_config(table, preset)
   if meta_iterations is not None:
@@ -926,7 +962,7 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
   weights = _resolve_weights(config.weights, config.data_root)
   if not os.path.isfile(weights):
     raise ValueError(f"no such weights file: {weights!r}")
-  output = run_table(config, workdir, out_dir, meta_weights, log)
+  output = run_table(config, workdir, out_dir, meta_weights, log, cached_only)
   log(format_markdown(config, output["results"]))
   log(f"wrote {out_dir}")
   return output
