@@ -273,7 +273,7 @@ def test_tiny_table_resumes_and_uses_learned_step_sizes_and_the_idn_protocol(tmp
   lines = []
   first = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lines.append)
   assert any("learned step sizes from" in line and "step_sizes.json" in line for line in lines)
-  assert any(line.startswith("  Net-FT") and line.endswith(" s)") for line in lines)
+  assert any(line.startswith("  [Set5 1/2] Net-FT") and line.endswith(" s)") for line in lines)
   # The protocol's step-0 column is the plain IDN-Caffe protocol score of the same image.
   hr = image_io.read_image(root / "datasets" / "Set5" / "HR" / "img001.png")
   plain = idn_protocol.score_image(y_model, hr, 2)["psnr"]

@@ -640,28 +640,38 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
                            "seconds_this_call": time.time() - run_began,
                            "seconds_per_iteration": summary["seconds_per_iteration"],
                            "final_validation": summary["validation"]}
-  results = {}
+  # Image by image, every method on it before the next image: a run stopped at any point
+  # (or read with cached_only) compares all methods on the same images.
+  runners = {}
   models = {}  # (model, weights, channels) -> built model, shared by methods.
   for method in config.methods:
     if method.kind == "meta" and method.meta_run not in meta_weights:
       log(f"{method.label}: no weights of meta run {method.meta_run!r} yet; skipped")
       continue
-    results[method.label] = {}
-    fingerprint, compute = _method_runner(config, method, meta_weights, models, log,
-                                          build=not cached_only)
-    for set_label, items in sets.items():
-      if method.kind == "zssr" and config.zssr_images:
-        items = items[:config.zssr_images]
-      cache = ImageCache(pathlib.Path(out_dir) / "partial" /
-                         f"{_slug(method.label)}__{_slug(set_label)}.jsonl",
-                         dict(fingerprint, set=set_label))
-      if cached_only:
-        items = [item for item in items if cache.get(item[0]) is not None]
-        if not items:
+    runners[method.label] = _method_runner(config, method, meta_weights, models, log,
+                                           build=not cached_only)
+  per_image = {(label, set_label): [] for label in runners for set_label in sets}
+  for set_label, items in sets.items():
+    caches = {label: ImageCache(pathlib.Path(out_dir) / "partial" /
+                                f"{_slug(label)}__{_slug(set_label)}.jsonl",
+                                dict(fingerprint, set=set_label))
+              for label, (fingerprint, _) in runners.items()}
+    log(f"{set_label}: {len(items)} images, methods {', '.join(runners)}")
+    for index, item in enumerate(items):
+      for method in config.methods:
+        if method.label not in runners:
           continue
-      log(f"{method.label} on {set_label} ({len(items)} images)")
-      per_image = _columns(items, compute, cache, log, method.label)
-      results[method.label][set_label] = _summarize(per_image)
+        if method.kind == "zssr" and config.zssr_images and index >= config.zssr_images:
+          continue
+        cache = caches[method.label]
+        if cached_only and cache.get(item[0]) is None:
+          continue
+        per_image[(method.label, set_label)] += _columns(
+            [item], runners[method.label][1], cache, log,
+            f"[{set_label} {index + 1}/{len(items)}] {method.label}")
+  results = {label: {set_label: _summarize(per_image[(label, set_label)])
+                     for set_label in sets if per_image[(label, set_label)]}
+             for label in runners}
   output = {"config": config.to_json(), "results": results, "meta": meta_info,
             "seconds": time.time() - began, "machine": machine_description(),
             "cached_only": cached_only}
