@@ -339,6 +339,8 @@ def test_tool_dry_run_and_error(tmp_path):
     (dict(table=9, preset="cpu"), "9"), (dict(table=3, preset="cpu", meta_iterations=0), "0"),
     (dict(table=5, preset="cpu", meta_weights={"nope": "w.h5"}), "nope"),
     (dict(table=5, preset="cpu", meta_weights={"random5x5_train291": "/no/w.h5"}), "/no/w.h5"),
+    (dict(table=4, preset="cpu-full", steps=[0, -5]), "-5"),
+    (dict(table=4, preset="cpu-full", steps=[]), r"\[\]"),
 ])
 def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
   root = _fake_root(tmp_path)
@@ -346,6 +348,16 @@ def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
     reproduce.run(workdir=tmp_path / "w", out_dir=tmp_path / "bad", data_root=root,
                   log=lambda s: None, **kwargs)
   assert not (tmp_path / "bad").exists() and not (tmp_path / "w").exists()
+
+
+def test_steps_override_is_recorded(tmp_path):
+  output = reproduce.run(4, "cpu-full", tmp_path / "w", tmp_path / "o", dry_run=True,
+                         steps=[20, 0, 5], log=lambda s: None)
+  config = output["config"]
+  assert [m["steps"] for m in config["methods"]] == [(0, 5, 20)] * 3
+  assert config["curve_steps"] == (0, 1, 2, 3, 5, 10, 20)
+  assert "Step counts overridden: 0/5/20" in config["caption"]
+  assert json.loads((tmp_path / "o" / "config.json").read_text())["curve_steps"][-1] == 20
 
 
 def test_link_image_set_and_selection(tmp_path):

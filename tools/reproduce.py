@@ -11,6 +11,8 @@ Usage:
       # whole images, stage-1 IDN, 0/5/20/100 steps: hours; rerun to resume
   python tools/reproduce.py --table 4 --config cpu-full --workdir runs/reproduce_cpu_full \
       --cached_only   # the table of the images scored so far (from --out's partial/)
+  python tools/reproduce.py --table 4 --config cpu-full --steps 0,5,20 \
+      --out results/table4/cpu-full_steps20 --workdir runs/reproduce_cpu_full  # a shorter run
   python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
       --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
 
@@ -52,6 +54,8 @@ _DATA_ROOT = flags.DEFINE_string("data_root", None, "Data root (default $MLSR_DA
 _ALPHA = flags.DEFINE_float("alpha", None, "Override the step size (meta-training and tests; "
                             "[0, 1] pixels).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only validate and write config.json.")
+_STEPS = flags.DEFINE_list("steps", None, "Override the adaptation step counts of every "
+                           "adapting method, e.g. 0,5,20 (the curve stops at the largest).")
 _CACHED_ONLY = flags.DEFINE_bool(
     "cached_only", False, "Compute nothing: write the table of the images already scored in "
     "--out/partial/ (progress of a long or interrupted run; cells count their images).")
@@ -61,6 +65,12 @@ def main(argv):
   del argv  # Checked by _cli.parse_flags_or_exit.
   if _TABLE.value is None:
     _cli.fail("--table is required (3, 4 or 5)")
+  steps = None
+  if _STEPS.value is not None:
+    try:
+      steps = [int(v) for v in _STEPS.value]
+    except ValueError:
+      _cli.fail(f"--steps must be non-negative integers, got {','.join(_STEPS.value)!r}")
   meta_weights = {}
   for pair in _META_WEIGHTS.value:
     name, sep, path = pair.partition("=")
@@ -70,7 +80,7 @@ def main(argv):
   try:
     reproduce.run(_TABLE.value, _CONFIG.value, _WORKDIR.value, _OUT.value, meta_weights,
                   _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value, _ALPHA.value,
-                  cached_only=_CACHED_ONLY.value)
+                  cached_only=_CACHED_ONLY.value, steps=steps)
   except (ValueError, OSError) as e:
     _cli.fail(e)
 

@@ -930,7 +930,7 @@ def write_outputs(config: TableConfig, output: dict, out_dir) -> list:
 def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | None = None,
         meta_iterations: int | None = None, data_root=None, dry_run: bool = False,
         alpha: float | None = None, log: Callable[[str], None] = print,
-        cached_only: bool = False) -> dict:
+        cached_only: bool = False, steps: Sequence[int] | None = None) -> dict:
   """What ``tools/reproduce.py`` calls: the predefined config, optional overrides, the run.
 
   Args:
@@ -944,6 +944,8 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     alpha: overrides the step size of meta-training and of every test-time loop
       (recorded in config; the caption says so).
     cached_only: see :func:`run_table` (a report of what a long run has scored so far).
+    steps: overrides the step counts of every adapting method; the curve keeps its counts
+      up to the largest (recorded in config; the caption says so).
   """
   config = table_config(table, preset)
   if meta_iterations is not None:
@@ -956,6 +958,16 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     config.caption = config.caption.replace(f"alpha {config.alpha:g}", f"alpha {alpha:g}")
     config.caption += f" Step size overridden: alpha {alpha:g} (meta-training and tests)."
     config.alpha = alpha
+  if steps is not None:
+    steps = tuple(steps)
+    if not steps or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in steps):
+      raise ValueError(f"steps must be non-negative integers, got {list(steps)!r}")
+    steps = tuple(sorted(set(steps)))
+    config.methods = tuple(dataclasses.replace(m, steps=steps) if m.kind in ADAPTING_KINDS
+                           else m for m in config.methods)
+    config.curve_steps = tuple(c for c in config.curve_steps if c <= steps[-1])
+    config.caption += (f" Step counts overridden: {'/'.join(map(str, steps))} (curve up to "
+                       f"{steps[-1]}).")
   config.data_root = str(data_root) if data_root else None
   config.validate()
   out_dir = pathlib.Path(out_dir) if out_dir else \
