@@ -157,6 +157,30 @@ def test_anchor_batch_is_bicubic_patches_of_its_own_data_and_resumes(tmp_path, d
     np.testing.assert_array_equal(x, y)
 
 
+def test_anchor_degradation_makes_the_anchor_lr_with_the_given_blurs(tmp_path, data_dir):
+  """A kernel-aware anchor: Gaussian-blurred LR patches are smoother than bicubic ones."""
+  noise = tmp_path / "noise"
+  noise.mkdir()
+  image_io.write_png(noise / "n.png", (np.random.default_rng(0).random((64, 64, 3)) * 255)
+                     .astype(np.uint8))
+  config = _config(tmp_path / "a", data_dir, anchor_data=str(noise), anchor_weight=1.0)
+
+  def lr_to_hr_contrast(kind):
+    anchored = dataclasses.replace(config, anchor_degradation=kind)
+    anchored.validate()
+    sampler = meta_train.make_anchor_sampler(anchored, 3)
+    ratios = []
+    for iteration in range(8):
+      batch = meta_train.sample_batch(meta_train.make_task_sampler(anchored, 3), sampler,
+                                      iteration, anchored)
+      assert batch["anchor_lr"].shape[1:3] == tuple(s // 2 for s in batch["anchor_hr"].shape[1:3])
+      ratios.append(batch["anchor_lr"].std() / batch["anchor_hr"].std())
+    return float(np.mean(ratios))
+  assert lr_to_hr_contrast("gaussian") < 0.8 * lr_to_hr_contrast("bicubic")
+  with pytest.raises(ValueError, match="'blurry'"):
+    dataclasses.replace(config, anchor_degradation="blurry").validate()
+
+
 def test_tool_bad_input_exits_2(tmp_path):
   done = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model", "tiny",

@@ -95,6 +95,10 @@ flags.DEFINE_string("anchor_data", None,
                     "keeping the un-adapted network where it was trained while the tasks come "
                     "from --data.")
 flags.DEFINE_float("anchor_weight", 0.0, "Weight of the --anchor_data loss (0: no anchor).")
+flags.DEFINE_enum("anchor_degradation", "bicubic", ["bicubic", "random5x5", "gaussian", "mixed"],
+                  "How the anchor's LR patches are made: bicubic for a bicubic network, the "
+                  "blurs it was trained on for a kernel-aware one (--sigma_max and "
+                  "--mixture_weights as for the tasks).")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Layer dtype policy: mixed_bfloat16 computes in bfloat16 (AMX CPUs, GPUs); "
                   "theta, Adam state and saved weights stay float32.")
@@ -137,7 +141,7 @@ def main(argv):
         checkpoint_every=FLAGS.checkpoint_every,
         log_every=FLAGS.log_every, seed=FLAGS.seed, backend=backend,
         jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
-        parallel_tasks=FLAGS.parallel_tasks,
+        parallel_tasks=FLAGS.parallel_tasks, anchor_degradation=FLAGS.anchor_degradation,
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
         step_size_learning_rate=FLAGS.step_size_learning_rate,

@@ -100,6 +100,10 @@ class MetaTrainConfig:
   # while the tasks come from `data`.
   anchor_data: str | None = None
   anchor_weight: float = 0.0
+  # How the anchor's LR patches are made (a tasks.DEGRADATION_KINDS kind, with the tasks'
+  # sigma range and mixture weights): "bicubic" for a bicubic network; for a kernel-aware
+  # network, the blurs it was trained on ("gaussian", "random5x5", "mixed").
+  anchor_degradation: str = "bicubic"
 
   def objective(self) -> maml.MetaObjective:
     return maml.MetaObjective(tuple(self.query_weights), self.learn_step_sizes,
@@ -150,6 +154,10 @@ class MetaTrainConfig:
         f"batch {self.batch} x patches_per_task {self.patches_per_task} of "
         f"{self.patch}x{self.patch} patches")
     self.objective().validate(self.inner_steps)
+    from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
+    if self.anchor_degradation not in tasks.DEGRADATION_KINDS:
+      raise ValueError(f"unknown anchor_degradation {self.anchor_degradation!r}; expected one "
+                       f"of {tasks.DEGRADATION_KINDS}")
     if bool(self.anchor_data) != bool(self.anchor_weight):
       raise ValueError(f"anchor_data and anchor_weight go together, got anchor_data "
                        f"{self.anchor_data!r} and anchor_weight {self.anchor_weight!r}")
@@ -214,16 +222,19 @@ ANCHOR_SEED_OFFSET = 104729
 
 
 def make_anchor_sampler(config: MetaTrainConfig, channels: int):
-  """Bicubic (LR, HR) patches of ``config.anchor_data`` (None without an anchor)."""
+  """(LR, HR) patches of ``config.anchor_data`` made with ``config.anchor_degradation``
+  (None without an anchor)."""
   if not config.anchor_weight:
     return None
   from mlsr_tf.data import datasets  # pylint: disable=g-import-not-at-top
   from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
   from mlsr_tf import paths  # pylint: disable=g-import-not-at-top
   files = datasets.list_training_images(config.anchor_data, paths.data_root(config.data_root))
-  return tasks.TaskSampler.from_paths(files, config.patch, config.scale, kind="bicubic",
-                                      channels=channels,
-                                      seed=config.seed + ANCHOR_SEED_OFFSET)
+  mixture = config.mixture_weights if config.anchor_degradation == "mixed" else None
+  return tasks.TaskSampler.from_paths(
+      files, config.patch, config.scale, kind=config.anchor_degradation, channels=channels,
+      seed=config.seed + ANCHOR_SEED_OFFSET,
+      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max), mixture_weights=mixture)
 
 
 def sample_batch(sampler, anchor_sampler, iteration: int, config: MetaTrainConfig) -> dict:
@@ -355,7 +366,7 @@ RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data"
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
                  "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
-                 "anchor_data", "anchor_weight")
+                 "anchor_data", "anchor_weight", "anchor_degradation")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
 
