@@ -23,8 +23,10 @@ and resume when rerun; every image's scores are appended to ``--out/partial/`` a
 they exist, so a rerun after an interruption (or in the next session) skips the images
 already done, as long as nothing that determines them changed (method, network and weights,
 steps, step sizes).  ``cpu`` configs are NOT paper scale (the caption says what was cut);
-``cpu-full`` (Tables 3 and 4) runs whole images with the shipped stage-1 IDN and the best
-CPU meta-training recipe; ``paper`` configs need a GPU.  Bad input: one ``error: ...`` line, exit 2.
+``cpu-full`` runs whole images with the shipped networks (Tables 3 and 4: stage-1 IDN and
+the best CPU meta-training recipe; Table 5: ``idn_x2_blur`` and its kernel meta-training,
+ZSSR at its full budget; not run yet, many CPU hours); ``paper`` configs need a GPU.
+Bad input: one ``error: ...`` line, exit 2.
 """
 
 import os
@@ -41,8 +43,8 @@ from mlsr_tf.evaluation import reproduce
 
 _TABLE = flags.DEFINE_integer("table", None, "Paper table: 3, 4 or 5.")
 _CONFIG = flags.DEFINE_string(
-    "config", "cpu", "cpu (small, this machine), cpu-full (Tables 3, 4: whole images, hours, "
-    "resumable) or paper (GPU).")
+    "config", "cpu", "cpu (small, this machine), cpu-full (whole images, the shipped networks, "
+    "hours, resumable) or paper (GPU).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Parent folder of meta-training runs.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default results/table<N>/<config>).")
 _META_WEIGHTS = flags.DEFINE_list(
