@@ -340,13 +340,10 @@ def _kernel_recipe_run() -> MetaRun:
   then direct subsampling, half each), its inner steps starting at idn_x2_blur's alpha 1.0,
   anchored on train291 patches blurred the same way, validated on Set5 at g^d_2.0.
   """
-  return MetaRun("recipe_kernels", "train291", validation=(ImageSet("Set5"),),
-                 degradation="mixed", mixture_weights="0,1,1", sigma_max=4.0, patch=128,
-                 batch=4, inner_steps=5, beta=5e-6, iterations=900, validate_every=150,
-                 validation_images=0, validation_size=0, alpha=1.0,
-                 validation_degradations=("gaussian:2.0,2.0,0",), anchor_data="train291",
-                 anchor_weight=4.0, anchor_degradation="mixed", learn_step_sizes=True,
-                 step_size_learning_rate=1e-2, checkpoint_every=50, parallel_tasks=True)
+  return dataclasses.replace(
+      _recipe_run("recipe_kernels", "train291"), validation=(ImageSet("Set5"),),
+      degradation="mixed", mixture_weights="0,1,1", sigma_max=4.0, iterations=900, alpha=1.0,
+      validation_degradations=("gaussian:2.0,2.0,0",), anchor_degradation="mixed")
 
 
 def _cpu_full_blur_config() -> TableConfig:
