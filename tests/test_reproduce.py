@@ -111,7 +111,7 @@ def test_cpu_full_table_5_is_issue_13s_table():
   assert run.anchor_degradation == "mixed" and run.learn_step_sizes
   assert t5.zssr == {}  # ZSSR's own full budget.
   meta = reproduce.meta_train_config(t5, run, pathlib.Path("/tmp/unused"))
-  assert (meta.anchor_degradation, meta.mixture_weights, meta.alpha) == ("mixed", "0,1,1", 1.0)
+  assert (meta.anchor_degradation, meta.mixture_weights, meta.alpha) == ("mixed", "0,1,1", 0.3)
   meta.validate()
 
 
