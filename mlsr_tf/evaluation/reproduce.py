@@ -552,14 +552,13 @@ class ImageCache:
 
   def put(self, entry: dict) -> None:
     self.path.parent.mkdir(parents=True, exist_ok=True)
-    with open(self.path, "a+b") as f:
-      f.seek(0, os.SEEK_END)
-      if f.tell():
+    line = (json.dumps(_jsonable({"key": self.key, "entry": entry})) + "\n").encode()
+    with open(self.path, "a+b") as f:  # Appends always go to the end, whatever was read.
+      if f.seek(0, os.SEEK_END):
         f.seek(-1, os.SEEK_END)
         if f.read(1) != b"\n":  # An interrupted write: start a new line after it.
-          f.write(b"\n")
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps(_jsonable({"key": self.key, "entry": entry})) + "\n")
+          line = b"\n" + line
+      f.write(line)
       f.flush()
       os.fsync(f.fileno())
     self.entries[entry["name"]] = entry
