@@ -10,12 +10,15 @@ TensorFlow's C++ start-up chatter off the user's terminal: oneDNN notices, CUDA 
 on a CPU-only machine, grappler's "remapper failed".  Those lines are written by C++
 straight to file descriptor 2 before Python's logging exists, so they are silenced at the
 descriptor while ``tensorflow`` is imported, and TF's later C++ log lines are limited to
-fatal ones (``TF_CPP_MIN_LOG_LEVEL=3``).  Python errors and tracebacks are unaffected.
+fatal ones (``TF_CPP_MIN_LOG_LEVEL=3``).  TensorFlow's Python warnings (e.g. "triggered
+tf.function retracing" when whole images of different sizes are adapted one after another,
+which is expected) are limited to errors.  Python errors and tracebacks are unaffected.
 Set ``MLSR_TF_VERBOSE=1`` to see everything (e.g. to debug a GPU set-up).
 """
 
 import contextlib
 import importlib.abc
+import logging
 import os
 import sys
 
@@ -86,6 +89,7 @@ class _QuietLoader(importlib.abc.Loader):
   def exec_module(self, module):
     with _stderr_descriptor_silenced():
       self._loader.exec_module(module)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
