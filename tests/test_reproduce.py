@@ -159,7 +159,8 @@ def test_image_cache_reuses_only_matching_entries(tmp_path):
   def compute(name, hr, lr, degradation):
     calls.append(name)
     return {0: 1.0}, {0: 0.5}, {}
-  items = [("a", None, None, None), ("b", None, None, None)]
+  rgb = np.zeros((4, 4, 3), np.uint8)
+  items = [("a", rgb, None, None), ("b", rgb, None, None)]
   columns = reproduce._columns  # pylint: disable=protected-access
   per_image = columns(items, compute, again, lambda line: None, "m")
   assert calls == ["b"] and [e["name"] for e in per_image] == ["a", "b"]
@@ -401,3 +402,55 @@ def test_link_image_set_and_selection(tmp_path):
   assert [name for name, *_ in items] == ["img001", "img002"]
   name, hr, lr, deg = items[0]
   assert hr.shape == (48, 52, 3) and lr.shape == (24, 26, 3) and deg.is_bicubic
+
+
+@pytest.mark.slow
+def test_gray_images_are_scored_as_their_own_y_like_evaluate(tmp_path):
+  """Set14's bridge is a gray file: the tables score it as evaluate.py does (gray = Y)."""
+  from mlsr_tf import metrics  # pylint: disable=g-import-not-at-top
+  from mlsr_tf import models_io  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.data import imresize  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
+  root = _fake_root(tmp_path, count=2)
+  gray = synthetic.demo_image(48, 52, 7)[:, :, :1]
+  image_io.write_png(root / "datasets" / "Set5" / "HR" / "img003.png", gray)
+  weights = _tiny_weights(tmp_path)
+  config = dataclasses.replace(
+      _tiny_config(root, weights), degradation="bicubic", crop=0, curve_steps=(),
+      image_sets=(reproduce.ImageSet("Set5"),), meta_runs=(),
+      methods=(reproduce.Method("Bicubic", "bicubic"), reproduce.Method("Net", "base"),
+               reproduce.Method("Net-FT", "finetune", (0, 1))))
+  items = reproduce.load_items(config, reproduce.ImageSet("Set5"))
+  name, hr, lr, _ = items[2]
+  assert name == "img003" and hr.shape == (48, 52, 1) and lr.shape == (24, 26, 1)
+  output = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lambda s: None)
+  scored = {label: output["results"][label]["Set5"]["per_image"][2]["psnr"][0]
+            for label in ("Bicubic", "Net", "Net-FT")}
+  # Expected: evaluate.py's conventions on the same LR.
+  bicubic = imresize.imresize(lr, 2)
+  assert scored["Bicubic"] == pytest.approx(
+      metrics.psnr_y(metrics.rgb_to_y(bicubic), metrics.rgb_to_y(hr), 2), abs=1e-9)
+  repeated = metrics.psnr_y(metrics.rgb_to_y(np.repeat(bicubic, 3, axis=2)),
+                            metrics.rgb_to_y(np.repeat(hr, 3, axis=2)), 2)
+  assert abs(repeated - scored["Bicubic"]) > 1.0  # What the old RGB repeat scored.
+  model = models_io.build_and_load("tiny", weights, 2, None)
+  # evaluate.py --adapt_steps's upscaler (three equal channels in, channel mean out).
+  sr = adaptation.adaptive_upscale_fn(model, items[2][3], [0], 0.05)(lr, name)["0"]
+  assert sr.shape == (48, 52, 1)
+  expected = metrics.psnr_y(metrics.rgb_to_y(sr), metrics.rgb_to_y(hr), 2)
+  assert scored["Net"] == pytest.approx(expected, abs=1e-9)
+  assert scored["Net-FT"] == pytest.approx(expected, abs=1e-6)
+  # A cached score of the gray image from before this convention is recomputed; others kept.
+  cache = tmp_path / "out" / "partial" / "Bicubic__Set5.jsonl"
+  records = [json.loads(line) for line in cache.read_text().splitlines()]
+  for record in records:
+    record["entry"].pop("gray", None)
+    if record["entry"]["name"] == "img003":
+      record["entry"]["psnr"] = {"0": 99.0}
+  cache.write_text("".join(json.dumps(r) + "\n" for r in records))
+  lines = []
+  again = reproduce.run_table(config, tmp_path / "work", tmp_path / "out", log=lines.append)
+  bicubic_lines = [line for line in lines if "] Bicubic " in line]
+  assert [line.endswith("(cached)") for line in bicubic_lines] == [True, True, False]
+  assert again["results"]["Bicubic"]["Set5"]["per_image"][2]["psnr"][0] == pytest.approx(
+      scored["Bicubic"], abs=1e-9)
