@@ -369,6 +369,9 @@ def test_tool_dry_run_and_error(tmp_path):
     (dict(table=5, preset="cpu", meta_weights={"random5x5_train291": "/no/w.h5"}), "/no/w.h5"),
     (dict(table=4, preset="cpu-full", steps=[0, -5]), "-5"),
     (dict(table=4, preset="cpu-full", steps=[]), r"\[\]"),
+    (dict(table=5, preset="cpu-full", sets=["Set5", "Set99"]), "Set99"),
+    (dict(table=5, preset="cpu-full", methods=["ZSSR", "IDN-XL"]), "IDN-XL"),
+    (dict(table=5, preset="cpu-full", methods=[]), r"\[\]"),
 ])
 def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
   root = _fake_root(tmp_path)
@@ -376,6 +379,25 @@ def test_run_rejects_bad_arguments_before_work(tmp_path, kwargs, word):
     reproduce.run(workdir=tmp_path / "w", out_dir=tmp_path / "bad", data_root=root,
                   log=lambda s: None, **kwargs)
   assert not (tmp_path / "bad").exists() and not (tmp_path / "w").exists()
+
+
+def test_part_of_a_table_by_sets_and_methods(tmp_path):
+  output = reproduce.run(5, "cpu-full", tmp_path / "w", tmp_path / "o", dry_run=True,
+                         sets=["Set5", "Urban100[001-020]"],
+                         methods=["IDN-ML (kernels)", "IDN (idn_x2_blur) + SGD"],
+                         log=lambda s: None)
+  config = output["config"]
+  assert [s["name"] for s in config["image_sets"]] == ["Set5", "Urban100"]
+  assert [m["label"] for m in config["methods"]] == ["IDN (idn_x2_blur) + SGD",
+                                                    "IDN-ML (kernels)"]  # Table order.
+  assert "Image sets: Set5, Urban100[001-020] only." in config["caption"]
+  assert "Methods: IDN (idn_x2_blur) + SGD, IDN-ML (kernels) only." in config["caption"]
+  # The cache key of a method does not depend on which other methods or sets run.
+  whole = reproduce.table_config(5, "cpu-full")
+  part = reproduce._select(whole, ["Set5"], ["ZSSR"])  # pylint: disable=protected-access
+  runner = reproduce._method_runner  # pylint: disable=protected-access
+  assert runner(whole, whole.methods[-1], {}, {}, print, build=False)[0] == \
+      runner(part, part.methods[0], {}, {}, print, build=False)[0]
 
 
 def test_steps_override_is_recorded(tmp_path):

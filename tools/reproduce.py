@@ -13,6 +13,8 @@ Usage:
       --cached_only   # the table of the images scored so far (from --out's partial/)
   python tools/reproduce.py --table 4 --config cpu-full --steps 0,5,20 \
       --out results/table4/cpu-full_steps20 --workdir runs/reproduce_cpu_full  # a shorter run
+  python tools/reproduce.py --table 5 --config cpu-full --sets Set5 \
+      --methods "IDN-ML (kernels),IDN (idn_x2_blur) + SGD" --steps 0,5,20   # part of a table
   python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
       --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
 
@@ -58,6 +60,10 @@ _ALPHA = flags.DEFINE_float("alpha", None, "Override the step size (meta-trainin
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only validate and write config.json.")
 _STEPS = flags.DEFINE_list("steps", None, "Override the adaptation step counts of every "
                            "adapting method, e.g. 0,5,20 (the curve stops at the largest).")
+_SETS = flags.DEFINE_list("sets", None, "Only these image sets of the table (e.g. Set5,Set14 "
+                          "or Urban100[001-040]).")
+_METHODS = flags.DEFINE_list("methods", None, "Only these methods of the table, by label "
+                             "(e.g. 'IDN-ML (kernels)').")
 _CACHED_ONLY = flags.DEFINE_bool(
     "cached_only", False, "Compute nothing: write the table of the images already scored in "
     "--out/partial/ (progress of a long or interrupted run; cells count their images).")
@@ -82,7 +88,8 @@ def main(argv):
   try:
     reproduce.run(_TABLE.value, _CONFIG.value, _WORKDIR.value, _OUT.value, meta_weights,
                   _META_ITERATIONS.value, _DATA_ROOT.value, _DRY_RUN.value, _ALPHA.value,
-                  cached_only=_CACHED_ONLY.value, steps=steps)
+                  cached_only=_CACHED_ONLY.value, steps=steps, sets=_SETS.value,
+                  methods=_METHODS.value)
   except (ValueError, OSError) as e:
     _cli.fail(e)
 

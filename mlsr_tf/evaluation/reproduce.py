@@ -309,6 +309,30 @@ def table_config(table: int, preset: str) -> TableConfig:
                Method("ZSSR", "zssr")))
 
 
+def _select(config: TableConfig, sets: Sequence[str] | None,
+            methods: Sequence[str] | None) -> TableConfig:
+  """``config`` restricted to the named image sets and method labels (None: all)."""
+  if sets is not None:
+    known = [s.label for s in config.image_sets]
+    unknown = [n for n in sets if not any(n in (s.name, s.label) for s in config.image_sets)]
+    if not sets or unknown:
+      raise ValueError(f"unknown image sets {list(unknown or sets)!r} for table "
+                       f"{config.table}; it has {known!r}")
+    config = dataclasses.replace(config, image_sets=tuple(
+        s for s in config.image_sets if s.name in sets or s.label in sets))
+    config.caption += f" Image sets: {', '.join(s.label for s in config.image_sets)} only."
+  if methods is not None:
+    known = [m.label for m in config.methods]
+    unknown = [n for n in methods if n not in known]
+    if not methods or unknown:
+      raise ValueError(f"unknown methods {list(unknown or methods)!r} for table "
+                       f"{config.table}; it has {known!r}")
+    config = dataclasses.replace(config, methods=tuple(
+        m for m in config.methods if m.label in methods))
+    config.caption += f" Methods: {', '.join(m.label for m in config.methods)} only."
+  return config
+
+
 CPU_FULL_STEPS = (0, 5, 20, 100)
 CPU_FULL_CURVE = (0, 1, 2, 3, 5, 10, 20, 30, 50, 75, 100)
 
@@ -1008,7 +1032,8 @@ def write_outputs(config: TableConfig, output: dict, out_dir) -> list:
 def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | None = None,
         meta_iterations: int | None = None, data_root=None, dry_run: bool = False,
         alpha: float | None = None, log: Callable[[str], None] = print,
-        cached_only: bool = False, steps: Sequence[int] | None = None) -> dict:
+        cached_only: bool = False, steps: Sequence[int] | None = None,
+        sets: Sequence[str] | None = None, methods: Sequence[str] | None = None) -> dict:
   """What ``tools/reproduce.py`` calls: the predefined config, optional overrides, the run.
 
   Args:
@@ -1024,8 +1049,13 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     cached_only: see :func:`run_table` (a report of what a long run has scored so far).
     steps: overrides the step counts of every adapting method; the curve keeps its counts
       up to the largest (recorded in config; the caption says so).
+    sets: only these image sets (names such as ``Set5`` or labels such as
+      ``Urban100[001-040]``); methods: only these method labels.  Part of a table, e.g.
+      the cheap methods first; the scores are cached as in the whole table, so a later run
+      of the whole table reuses them.
   """
   config = table_config(table, preset)
+  config = _select(config, sets, methods)
   if meta_iterations is not None:
     if isinstance(meta_iterations, bool) or not isinstance(meta_iterations, int) or \
         meta_iterations < 1:
