@@ -17,7 +17,8 @@ from mlsr_tf.data import synthetic
 def test_config_validation_repeats_value():
   for change, word in ((dict(max_iters=0), "0"), (dict(min_scale=1.5), "1.5"),
                        (dict(learning_rate=-1.0), "-1.0"),
-                       (dict(leave_as_is_probability=2.0), "2.0")):
+                       (dict(leave_as_is_probability=2.0), "2.0"),
+                       (dict(init_variance=0.0), "0.0")):
     with pytest.raises(ValueError, match=word):
       zssr.ZSSRConfig(**change).validate()
 
@@ -55,6 +56,23 @@ def test_training_reduces_loss_and_upscales():
   assert record["iterations"] == 80 and len(errors) == 8
   assert errors[-1] < errors[0]  # Son -> LR reconstruction improves with training.
   assert record["seconds"] >= record["train_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_full_size_network_learns_with_the_default_initialisation():
+  """ZSSR's own init (variance 0.1) kills the last hidden ReLUs and returns bicubic."""
+  hr = synthetic.demo_image(128, 128, seed=3)
+  deg = degradation.from_kernel(degradation.gaussian_kernel(5, 1.0), 2)
+  lr = degradation.degrade(hr, deg)
+  ratios = {}
+  for variance in (0.1, zssr.ZSSRConfig().init_variance):
+    config = zssr.ZSSRConfig(max_iters=100, min_iters=1000, crop_size=32, run_test_every=10,
+                             self_ensemble=False, init_variance=variance)
+    _, record = zssr.train_and_upscale(lr, deg, config)
+    errors = [e for _, e in record["reconstruction_errors"]]
+    ratios[variance] = errors[-1] / errors[0]
+  assert ratios[2.0] < 0.6  # Measured 0.38.
+  assert ratios[0.1] > 0.95  # Measured 1.004: it learned nothing (the bug this guards).
 
 
 @pytest.mark.slow

@@ -798,7 +798,9 @@ def _method_runner(config: TableConfig, method: Method, meta_weights: dict, mode
   if method.kind == "bicubic":
     return fingerprint, _single_compute(lambda lr, d: (imresize_lib.imresize(lr, d.scale), {}))
   if method.kind == "zssr":
-    fingerprint.update(zssr=config.zssr)
+    from mlsr_tf.evaluation import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
+    # Every resolved setting (not only the overrides): a changed default recomputes.
+    fingerprint.update(zssr=dataclasses.asdict(zssr_lib.ZSSRConfig(**config.zssr)))
     return fingerprint, (_single_compute(_zssr_upscaler(config, log)) if build else None)
   from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
   name = method.model or config.model
