@@ -27,7 +27,7 @@ already done, as long as nothing that determines them changed (method, network a
 steps, step sizes).  ``cpu`` configs are NOT paper scale (the caption says what was cut);
 ``cpu-full`` runs whole images with the shipped networks (Tables 3 and 4: stage-1 IDN and
 the best CPU meta-training recipe; Table 5: ``idn_x2_blur`` and its kernel meta-training,
-ZSSR at its full budget; not run yet, many CPU hours); ``paper`` configs need a GPU.
+ZSSR at its full budget; hours per image set); ``paper`` configs need a GPU.
 Bad input: one ``error: ...`` line, exit 2.
 """
 
