@@ -314,8 +314,10 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, data_dir):
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
-    while "iteration 3/" not in log.read_text() and proc.poll() is None:
-      assert time.time() < deadline, "the run did not reach iteration 3"
+    # Iteration 4's log line comes after iteration 3's checkpoint (each iteration logs, then
+    # saves), so waiting for it makes "at least 3 saved" certain whenever the signal lands.
+    while "iteration 4/" not in log.read_text() and proc.poll() is None:
+      assert time.time() < deadline, "the run did not reach iteration 4"
       time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
@@ -329,3 +331,37 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes(tmp_path, data_dir):
   meta_train.run(_config(tmp_path / "w", data_dir, iterations=state["iteration"] + 1),
                  log=lines.append)
   assert f"resuming from iteration {state['iteration']} in {tmp_path / 'w'}" in lines
+
+
+def test_initial_step_sizes_continue_an_earlier_runs_learned_step_sizes(tmp_path, data_dir):
+  """--initial_step_sizes: a new run starts its learned step sizes at the file's values (not at
+  alpha), then learns on from them; a file of another step count, or without
+  --learn_step_sizes, is refused naming the file."""
+  from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+  first = _config(tmp_path / "first", data_dir, iterations=2, learn_step_sizes=True,
+                  step_size_learning_rate=0.5)
+  meta_train.run(first, log=lambda _: None)
+  learned_path = tmp_path / "first" / meta_train.STEP_SIZES_FILE
+  model = meta_train.build_model(first)
+  learned = step_sizes_lib.load(learned_path, model)
+  assert not np.allclose(learned, first.alpha)  # The first run moved them.
+
+  second = _config(tmp_path / "second", data_dir, iterations=1, learn_step_sizes=True,
+                   step_size_learning_rate=0.5, initial_step_sizes=str(learned_path), seed=1)
+  trainer = meta_train.make_trainer(meta_train.build_model(second), second)
+  meta_train.set_initial_step_sizes(trainer, second)
+  np.testing.assert_allclose(trainer.step_sizes(), learned, rtol=1e-6)
+  # With zero step-size learning the run keeps them exactly as given.
+  frozen = dataclasses.replace(second, step_size_learning_rate=0.0)
+  meta_train.run(frozen, log=lambda _: None)
+  np.testing.assert_allclose(
+      step_sizes_lib.load(tmp_path / "second" / meta_train.STEP_SIZES_FILE, model), learned,
+      rtol=1e-6)
+
+  with pytest.raises(ValueError, match="has 2 steps, but the run takes 3 inner steps"):
+    meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "x"), inner_steps=3),
+                   log=lambda _: None)
+  with pytest.raises(ValueError, match="need learned step sizes"):
+    meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "y"),
+                                       learn_step_sizes=False), log=lambda _: None)
+  assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

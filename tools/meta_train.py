@@ -102,6 +102,10 @@ flags.DEFINE_enum("anchor_degradation", "bicubic", ["bicubic", "random5x5", "gau
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Layer dtype policy: mixed_bfloat16 computes in bfloat16 (AMX CPUs, GPUs); "
                   "theta, Adam state and saved weights stay float32.")
+flags.DEFINE_string("initial_step_sizes", None,
+                    "With --learn_step_sizes: start the step sizes from this step_sizes.json "
+                    "(an earlier run's, for the same network and --inner_steps) instead of "
+                    "--alpha.")
 flags.DEFINE_bool("parallel_tasks", False,
                   "CPU: run the meta-batch's tasks side by side, one thread each "
                   "(meta-iterations 1.3-1.8x faster on 2 cores, validation slower; "
@@ -145,7 +149,7 @@ def main(argv):
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
         step_size_learning_rate=FLAGS.step_size_learning_rate,
-        anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
+        initial_step_sizes=FLAGS.initial_step_sizes, anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except KeyboardInterrupt:
     _cli.interrupted(FLAGS.workdir)

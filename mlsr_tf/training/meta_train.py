@@ -95,6 +95,9 @@ class MetaTrainConfig:
   query_weights: tuple = ()
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
+  # A step-size file (mlsr_tf.meta.step_sizes) to start the learned step sizes from instead
+  # of `alpha` (to continue an earlier run's learning in a new work directory).
+  initial_step_sizes: str | None = None
   # A supervised (bicubic LR -> HR) loss on `batch` patches of `anchor_data` per iteration,
   # weighted by `anchor_weight`: keeps the un-adapted network on the data it was trained on
   # while the tasks come from `data`.
@@ -133,6 +136,9 @@ class MetaTrainConfig:
       raise ValueError(f"unknown order {self.order!r}; expected one of {maml.ORDERS}")
     if self.backend not in maml.BACKENDS:
       raise ValueError(f"unknown backend {self.backend!r}; expected one of {maml.BACKENDS}")
+    if self.initial_step_sizes and not self.learn_step_sizes:
+      raise ValueError(f"initial step sizes {self.initial_step_sizes!r} need learned step "
+                       "sizes (--learn_step_sizes)")
     from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
     if self.degradation not in tasks.DEGRADATION_KINDS:
       raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
@@ -366,9 +372,29 @@ RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data"
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
                  "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
-                 "anchor_data", "anchor_weight", "anchor_degradation")
+                 "initial_step_sizes", "anchor_data", "anchor_weight", "anchor_degradation")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
+
+
+def set_initial_step_sizes(trainer, config: MetaTrainConfig) -> None:
+  """Starts ``trainer``'s learned step sizes at ``config.initial_step_sizes`` (a step-size file
+  of this network with one row per inner step and positive entries; ValueError naming the
+  file otherwise).  They are stored as log-scales of the base ``alpha``, so the file's
+  values are reproduced exactly up to float32 rounding."""
+  from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+  path = config.initial_step_sizes
+  matrix = step_sizes_lib.load(path, trainer.model).astype(np.float64)
+  if matrix.shape[0] != config.inner_steps:
+    raise ValueError(f"step-size file {str(path)!r} has {matrix.shape[0]} steps, but the run "
+                     f"takes {config.inner_steps} inner steps")
+  alphas = np.asarray(maml.step_sizes(config.alpha, config.inner_steps), np.float64)
+  if np.any(matrix <= 0) or np.any(alphas <= 0):
+    raise ValueError(f"step-size file {str(path)!r}: learned step sizes start from positive "
+                     f"values and a positive --alpha (got alpha {config.alpha!r})")
+  state = trainer.get_state()
+  state["log_scales"] = np.log(matrix / alphas[:, None]).astype(np.float32)
+  trainer.set_state(state)
 
 
 def restore_checkpoint(workdir: pathlib.Path, trainer, config: MetaTrainConfig) -> int:
@@ -496,6 +522,8 @@ def _run(config: MetaTrainConfig, log: Callable[[str], None], strategy) -> dict:
   if config.channels is None:
     config = dataclasses.replace(config, channels=channels)
   trainer = make_trainer(model, config, strategy)
+  if config.initial_step_sizes:
+    set_initial_step_sizes(trainer, config)
   start = restore_checkpoint(workdir, trainer, config)
   if start:
     log(f"resuming from iteration {start} in {workdir}")
