@@ -365,3 +365,19 @@ def test_initial_step_sizes_continue_an_earlier_runs_learned_step_sizes(tmp_path
     meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "y"),
                                        learn_step_sizes=False), log=lambda _: None)
   assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_quantize_lr_rounds_validation_lr_and_a_resume_must_keep_it(tmp_path, data_dir):
+  """--quantize_lr: the validation LR is on 8-bit levels like evaluate.py's LR files (the
+  plain one is float), and a run cannot be resumed with the other setting."""
+  base = _config(tmp_path / "q", data_dir, validation=str(data_dir), validation_images=2,
+                 validation_size=24, validation_degradations=("gaussian:2.0,2.0,0",))
+  plain = meta_train.validation_set(base, 3)
+  rounded = meta_train.validation_set(dataclasses.replace(base, quantize_lr=True), 3)
+  for (_, _, lr_plain, _), (_, _, lr_rounded, _) in zip(*[next(iter(v.values()))
+                                                          for v in (plain, rounded)]):
+    np.testing.assert_allclose(lr_rounded, np.round(lr_plain * 255) / 255, atol=1e-6)
+    assert np.abs(lr_plain * 255 - np.round(lr_plain * 255)).max() > 0.1
+  meta_train.run(dataclasses.replace(base, iterations=1, quantize_lr=True), log=lambda _: None)
+  with pytest.raises(Exception, match="quantize_lr"):
+    meta_train.run(dataclasses.replace(base, iterations=2), log=lambda _: None)

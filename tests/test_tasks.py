@@ -45,6 +45,26 @@ def test_bicubic_task_is_degrade_of_patch():
   np.testing.assert_allclose(batch["lr_down"][0], np.clip(lr_down, 0, 1), atol=1e-6)
 
 
+def test_quantize_lr_rounds_lr_to_8_bit_levels_and_makes_lr_down_from_it():
+  """quantize_lr: LR equals the float LR rounded to 1/255 steps (an 8-bit LR file), LR_down is
+  the degradation of that rounded LR, and HR and the task stream are otherwise unchanged."""
+  plain = _sampler("mixed")
+  rounded = tasks.TaskSampler(plain.patches, plain.distribution, 1, quantize_lr=True)
+  a, b = plain.sample(7, 4), rounded.sample(7, 4)
+  np.testing.assert_array_equal(a["hr"], b["hr"])
+  np.testing.assert_allclose(b["lr"], np.round(a["lr"] * 255) / 255, atol=1e-6)
+  levels = b["lr"] * 255
+  assert np.abs(levels - np.round(levels)).max() < 1e-4
+  assert np.abs(a["lr"] * 255 - np.round(a["lr"] * 255)).max() > 0.1  # The plain LR is float.
+  rng = rounded.patches.rng(7)
+  degradation = rounded.distribution.sample(rng)
+  hr = rounded.patches.sample(rng)
+  task = tasks.make_task(hr, degradation, quantize_lr=True)
+  np.testing.assert_allclose(task["lr"], b["lr"][0], atol=1e-7)
+  expected_down = np.clip(degradation_lib.make_lr_down(task["lr"], degradation), 0, 1)
+  np.testing.assert_allclose(b["lr_down"][0], expected_down, atol=1e-6)
+
+
 def test_seeded_per_iteration():
   a, b = _sampler(seed=1), _sampler(seed=1)
   for key in ("hr", "lr", "lr_down"):

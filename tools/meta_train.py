@@ -102,6 +102,9 @@ flags.DEFINE_enum("anchor_degradation", "bicubic", ["bicubic", "random5x5", "gau
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Layer dtype policy: mixed_bfloat16 computes in bfloat16 (AMX CPUs, GPUs); "
                   "theta, Adam state and saved weights stay float32.")
+flags.DEFINE_bool("quantize_lr", False,
+                  "Round the LR of tasks, anchor and validation to 8-bit levels, as LR files "
+                  "are at test time (float LR otherwise, as in earlier runs).")
 flags.DEFINE_string("initial_step_sizes", None,
                     "With --learn_step_sizes: start the step sizes from this step_sizes.json "
                     "(an earlier run's, for the same network and --inner_steps) instead of "
@@ -149,7 +152,8 @@ def main(argv):
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
         step_size_learning_rate=FLAGS.step_size_learning_rate,
-        initial_step_sizes=FLAGS.initial_step_sizes, anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
+        initial_step_sizes=FLAGS.initial_step_sizes, quantize_lr=FLAGS.quantize_lr,
+        anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except KeyboardInterrupt:
     _cli.interrupted(FLAGS.workdir)

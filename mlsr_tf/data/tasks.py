@@ -117,10 +117,22 @@ class DegradationDistribution:
         kernel, self.scale, name=f"gaussian_{sigma_x:.3f}_{sigma_y:.3f}_{theta:.3f}")
 
 
-def make_task(hr: np.ndarray, degradation: degradation_lib.Degradation) -> dict:
-  """One (LR_down, LR, HR) triple from an HWC uint8 (or float [0, 1]) HR image."""
+def quantize(image: np.ndarray) -> np.ndarray:
+  """Float [0, 1] image rounded to the nearest of 256 levels (what an 8-bit LR file holds)."""
+  return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def make_task(hr: np.ndarray, degradation: degradation_lib.Degradation,
+              quantize_lr: bool = False) -> dict:
+  """One (LR_down, LR, HR) triple from an HWC uint8 (or float [0, 1]) HR image.
+
+  ``quantize_lr``: round LR to 8-bit levels, like the LR files adaptation meets at test time
+  (LR_down is then made from the rounded LR, as at test time, and stays float).
+  """
   hr = image_io.to_float(hr) if hr.dtype != np.float32 else hr
   lr = np.clip(degradation_lib.degrade(hr, degradation), 0.0, 1.0).astype(np.float32)
+  if quantize_lr:
+    lr = quantize(lr)
   lr_down = np.clip(degradation_lib.make_lr_down(lr, degradation), 0.0, 1.0).astype(np.float32)
   return {"lr_down": lr_down, "lr": lr, "hr": hr}
 
@@ -133,10 +145,11 @@ class TaskSampler:
     distribution: the per-task degradation distribution.
     patches_per_task: HR patches per task (all with the task's degradation); 1 gives
       ``[T, h, w, C]`` arrays, more gives ``[T, B, h, w, C]``.
+    quantize_lr: LR rounded to 8-bit levels (:func:`make_task`).
   """
 
   def __init__(self, patches: sampling.PatchSampler, distribution: DegradationDistribution,
-               patches_per_task: int = 1):
+               patches_per_task: int = 1, quantize_lr: bool = False):
     scale = distribution.scale
     if patches.patch_size % (scale * scale):
       raise ValueError(f"patch size {patches.patch_size} must be a multiple of scale^2 = "
@@ -146,16 +159,18 @@ class TaskSampler:
     self.patches = patches
     self.distribution = distribution
     self.patches_per_task = int(patches_per_task)
+    self.quantize_lr = bool(quantize_lr)
 
   @classmethod
   def from_paths(cls, paths, patch_size: int, scale: int, kind: str = "bicubic",
                  channels: int = 3, seed: int = 0, augment: bool = True,
-                 patches_per_task: int = 1, **distribution_kwargs) -> "TaskSampler":
+                 patches_per_task: int = 1, quantize_lr: bool = False,
+                 **distribution_kwargs) -> "TaskSampler":
     """Reads the training images and builds the sampler (Y when ``channels == 1``)."""
     patches = sampling.PatchSampler.from_paths(paths, patch_size, channels=channels, seed=seed,
                                                augment=augment, multiple_of=scale)
     return cls(patches, DegradationDistribution(kind, scale, **distribution_kwargs),
-               patches_per_task)
+               patches_per_task, quantize_lr)
 
   def sample(self, iteration: int, num_tasks: int) -> dict:
     """``num_tasks`` tasks: dict of float32 ``lr_down``, ``lr``, ``hr`` arrays."""
@@ -165,7 +180,7 @@ class TaskSampler:
     tasks = []
     for _ in range(num_tasks):
       degradation = self.distribution.sample(rng)
-      triples = [make_task(self.patches.sample(rng), degradation)
+      triples = [make_task(self.patches.sample(rng), degradation, self.quantize_lr)
                  for _ in range(self.patches_per_task)]
       tasks.append({k: np.stack([t[k] for t in triples]) for k in triples[0]})
     batch = {k: np.stack([t[k] for t in tasks]) for k in tasks[0]}

@@ -100,7 +100,6 @@ class MetaRun:
   sigma_max: float = 3.0  # Largest Gaussian sigma of "gaussian" / "mixed" tasks.
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
-  initial_step_sizes: str = ""  # A step-size file to start learned step sizes from ("": alpha).
   checkpoint_every: int = 20
   parallel_tasks: bool = False  # Speed only (mlsr_tf.meta.cpu_threads).
 
@@ -376,24 +375,9 @@ def _kernel_recipe_run() -> MetaRun:
       validation_degradations=("gaussian:2.0,2.0,0",), anchor_degradation="mixed")
 
 
-KERNEL_RUN_DIR = "{repo}/results/meta_runs/recipe_kernels"
-
-
-def _long_kernel_recipe_run() -> MetaRun:
-  """The kernel recipe continued (session 7) from the committed ``recipe_kernels`` weights and
-  learned step sizes, on new tasks (seed 1), for 3,000 more iterations, validated every 300;
-  its weights ship as ``idn_x2_blur`` (pretrained/MODEL_CARD.md)."""
-  return dataclasses.replace(
-      _kernel_recipe_run(), name="recipe_kernels_long",
-      weights=f"{KERNEL_RUN_DIR}/model.weights.h5",
-      initial_step_sizes=f"{KERNEL_RUN_DIR}/step_sizes.json", seed=1, iterations=3000,
-      validate_every=300)
-
-
 def _cpu_full_blur_config() -> TableConfig:
   """Table 5 (and Table 2's naive fine-tuning) on whole images with the kernel-aware IDN."""
   run = _kernel_recipe_run()
-  long_run = _long_kernel_recipe_run()
   return TableConfig(
       table=5, preset="cpu-full", model="idn", weights=BLUR_WEIGHTS, crop=0, alpha=1.0,
       degradation="random5x5_test", curve_steps=CPU_FULL_CURVE + (200, 350),
@@ -403,12 +387,12 @@ def _cpu_full_blur_config() -> TableConfig:
                "images: the kernel-aware IDN (session 2's idn_x2_blur, labelled so; "
                "results/meta_runs/kernel_aware_base) adapted naively (SGD alpha 1.0 and Adam "
                "1e-4, up to 350 steps: Table 2 and Figure 6), IDN-ML meta-trained from it on "
-               "unseen-kernel tasks (recipe_kernels, 900 iterations; and that run continued "
-               "for 3,000 more, shipped as idn_x2_blur since session 7) with their learned "
-               "step sizes, the bicubic stage-1 default adapted naively, and ZSSR at "
+               "unseen-kernel tasks (recipe_kernels, 900 iterations; shipped as idn_x2_blur "
+               "since session 7) with its learned step sizes, the bicubic stage-1 default "
+               "adapted naively, and ZSSR at "
                "its full budget (up to 3,000 iterations). Set5 and Set14 whole, B100 and "
                "Urban100 their first 20 images."),
-      meta_runs=(run, long_run),
+      meta_runs=(run,),
       methods=(Method("Bicubic", "bicubic"),
                # Issue 13's naive baseline "from the stage-1 default" (bicubic-trained).
                Method("IDN (stage-1 default) + SGD", "finetune", CPU_FULL_FINETUNE_STEPS,
@@ -419,8 +403,6 @@ def _cpu_full_blur_config() -> TableConfig:
                Method("IDN (idn_x2_blur) + Adam", "finetune", CPU_FULL_FINETUNE_STEPS,
                       alpha=1e-4, optimizer="adam"),
                Method("IDN-ML (kernels)", "meta", CPU_FULL_BLUR_STEPS, run.name),
-               Method("IDN-ML (kernels, +3000 it.)", "meta", CPU_FULL_BLUR_STEPS,
-                      long_run.name),
                Method("ZSSR", "zssr")))
 
 
@@ -577,9 +559,7 @@ def meta_train_config(config: TableConfig, run: MetaRun, workdir: pathlib.Path):
       keep_validated_weights=bool(run.validate_every),
       checkpoint_every=min(run.checkpoint_every, run.iterations), log_every=10, seed=run.seed,
       learn_step_sizes=run.learn_step_sizes,
-      step_size_learning_rate=run.step_size_learning_rate,
-      initial_step_sizes=(_resolve_weights(run.initial_step_sizes, config.data_root)
-                          if run.initial_step_sizes else None), anchor_data=run.anchor_data,
+      step_size_learning_rate=run.step_size_learning_rate, anchor_data=run.anchor_data,
       anchor_weight=run.anchor_weight, anchor_degradation=run.anchor_degradation,
       mixture_weights=run.mixture_weights, sigma_max=run.sigma_max,
       parallel_tasks=run.parallel_tasks)

@@ -107,6 +107,9 @@ class MetaTrainConfig:
   # sigma range and mixture weights): "bicubic" for a bicubic network; for a kernel-aware
   # network, the blurs it was trained on ("gaussian", "random5x5", "mixed").
   anchor_degradation: str = "bicubic"
+  # Round every LR (tasks, anchor, validation) to 8-bit levels, as the LR files of test time
+  # are; off by default so that earlier runs replay their tasks.
+  quantize_lr: bool = False
 
   def objective(self) -> maml.MetaObjective:
     return maml.MetaObjective(tuple(self.query_weights), self.learn_step_sizes,
@@ -219,6 +222,7 @@ def make_task_sampler(config: MetaTrainConfig, channels: int):
   return tasks.TaskSampler.from_paths(
       files, config.patch, config.scale, kind=config.degradation, channels=channels,
       seed=config.seed, patches_per_task=config.patches_per_task,
+      quantize_lr=config.quantize_lr,
       sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
       mixture_weights=config.mixture_weights)
 
@@ -239,7 +243,7 @@ def make_anchor_sampler(config: MetaTrainConfig, channels: int):
   mixture = config.mixture_weights if config.anchor_degradation == "mixed" else None
   return tasks.TaskSampler.from_paths(
       files, config.patch, config.scale, kind=config.anchor_degradation, channels=channels,
-      seed=config.seed + ANCHOR_SEED_OFFSET,
+      seed=config.seed + ANCHOR_SEED_OFFSET, quantize_lr=config.quantize_lr,
       sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max), mixture_weights=mixture)
 
 
@@ -299,6 +303,8 @@ def validation_set(config: MetaTrainConfig, channels: int) -> dict:
       for spec, deg in degradations.items():
         lr = np.clip(degradation_lib.degrade(image_io.to_float(hr), deg), 0,
                      1).astype(np.float32)
+        if config.quantize_lr:
+          lr = tasks.quantize(lr)
         key = set_name if spec is None else f"{set_name}/{spec}"
         items.setdefault(key, []).append((path.stem, hr, lr, deg))
     result.update(items)
@@ -372,7 +378,8 @@ RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data"
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
                  "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
-                 "initial_step_sizes", "anchor_data", "anchor_weight", "anchor_degradation")
+                 "initial_step_sizes", "anchor_data", "anchor_weight", "anchor_degradation",
+                 "quantize_lr")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
 
