@@ -76,7 +76,9 @@ def load_spec(name_or_path: str = DEFAULT_NAME) -> PretrainedSpec:
 
 
 def available() -> list:
-  return sorted(paths.PRETRAINED_DIR.glob("*.json"))
+  """The shipped specs (``pretrained/*.json``, not the step-size files beside them)."""
+  return sorted(path for path in paths.PRETRAINED_DIR.glob("*.json")
+                if not path.name.endswith(".step_sizes.json"))
 
 
 def sha256_of(path) -> str:

@@ -16,6 +16,17 @@ SHIPPED = [path.stem for path in pretrained.available()]
 
 def test_the_default_and_the_blur_model_are_shipped():
   assert {"default", "idn_x2_blur"} <= set(SHIPPED)
+  assert not [name for name in SHIPPED if name.endswith(".step_sizes")]  # Not specs.
+
+
+def test_the_blur_model_ships_learned_step_sizes_that_fit_it():
+  """idn_x2_blur is meta-trained: its spec names its learned [5, P] step sizes, which load
+  for its network (variables, shape, finite and >= 0 are checked by the loader)."""
+  model, spec = pretrained.load_model("idn_x2_blur")
+  matrix = pretrained.load_step_sizes(spec, model)
+  assert spec.step_sizes.name == "idn_x2_blur.step_sizes.json"
+  assert matrix.shape == (5, len(model.trainable_variables))
+  assert matrix.max() > 1.0 > matrix.min() > 0  # Learned, not a constant alpha.
 
 
 @pytest.mark.parametrize("name", SHIPPED)
