@@ -244,6 +244,8 @@ def test_adapt_learned_signature_uses_the_learned_step_sizes(tmp_path, inputs):
   target = export.export_savedmodel(model, tmp_path / "m" / "1", 2, step_sizes=learned)
   loaded = tf.saved_model.load(target)
   assert set(loaded.signatures) == set(export.SIGNATURES) | {export.LEARNED_SIGNATURE}
+  assert set(export.signature_names(learned)) == set(loaded.signatures)  # What the tool prints.
+  assert export.signature_names(None) == export.SIGNATURES
   lr, _ = inputs
   served = loaded.signatures["adapt_learned"](
       lr=tf.constant(lr), steps=tf.constant(3, tf.int32),
@@ -264,7 +266,7 @@ def test_kill_during_export_leaves_staging_that_the_next_export_removes(exported
   assert [p.name.startswith(".1.") for p in staged] == [True]  # Only a staging directory.
   live = tmp_path / "mlsr" / f".1.{os.getpid()}.keepme"  # A live writer's: kept.
   live.mkdir()
-  export.run(config)
+  assert export.run(config) == (str(tmp_path / "mlsr" / "1"), export.SIGNATURES)
   assert sorted(p.name for p in (tmp_path / "mlsr").iterdir()) == [live.name, "1"]
   assert tf.saved_model.load(str(tmp_path / "mlsr" / "1")).signatures["adapt"] is not None
 

@@ -7,7 +7,8 @@ Usage:
   python tools/export_savedmodel.py --output export/mlsr_u8/1 --input_dtype uint8
 
 Signatures (see mlsr_tf/serving/export.py): ``serving_default`` (lr -> sr) and ``adapt`` (lr, steps,
-learning_rate, kernel -> sr; an empty [0, 0] kernel means bicubic).  --input_dtype float32:
+learning_rate, kernel -> sr; an empty [0, 0] kernel means bicubic); a model with learned step
+sizes (``--model idn_x2_blur``) also gets ``adapt_learned`` (lr, steps, kernel -> sr).  --input_dtype float32:
 pixels in [0, 1]; uint8: 0..255 in and out.  The output directory must not exist (use TF
 Serving's <base>/<name>/<version> layout).  Bad input: one ``error: ...`` line, exit code 2.
 """
@@ -41,10 +42,10 @@ def main(argv):
                                weights=_WEIGHTS.value, scale=_SCALE.value,
                                input_dtype=_INPUT_DTYPE.value)
   try:
-    path = export.run(config)
+    path, signatures = export.run(config)
   except (ValueError, OSError) as e:
     _cli.fail(e)
-  print(f"wrote SavedModel {path} (signatures: {', '.join(export.SIGNATURES)}; "
+  print(f"wrote SavedModel {path} (signatures: {', '.join(signatures)}; "
         f"{config.input_dtype} pixels)")
 
 

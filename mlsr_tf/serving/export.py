@@ -206,15 +206,25 @@ class ExportConfig:
   input_dtype: str = "float32"
 
 
-def run(config: ExportConfig) -> str:
-  """Loads the model (see ``mlsr_tf.serving.adapt_image.load_inference_model``) and exports it."""
+def signature_names(step_sizes=None) -> tuple:
+  """The signatures an export has: :data:`SIGNATURES`, plus ``adapt_learned`` with learned
+  step sizes."""
+  return SIGNATURES + ((LEARNED_SIGNATURE,) if step_sizes is not None else ())
+
+
+def run(config: ExportConfig) -> tuple:
+  """Loads the model (see ``mlsr_tf.serving.adapt_image.load_inference_model``) and exports it.
+
+  Returns ``(path, signature names)``.
+  """
   from mlsr_tf.serving import adapt_image  # pylint: disable=g-import-not-at-top
   _check_input_dtype(config.input_dtype)
   if pathlib.Path(config.output).exists():
     raise ValueError(f"export directory {config.output!r} already exists")
   loaded = adapt_image.load_inference_model(config.model, config.weights, config.scale)
-  return export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype,
-                           loaded.step_sizes)
+  path = export_savedmodel(loaded.model, config.output, loaded.scale, config.input_dtype,
+                          loaded.step_sizes)
+  return path, signature_names(loaded.step_sizes)
 
 
 @dataclasses.dataclass
