@@ -122,6 +122,13 @@ def quantize(image: np.ndarray) -> np.ndarray:
   return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
+def make_lr(hr: np.ndarray, degradation: degradation_lib.Degradation,
+            quantize_lr: bool = False) -> np.ndarray:
+  """Float32 LR in [0, 1] of a float HR image (rounded to 8-bit levels with ``quantize_lr``)."""
+  lr = np.clip(degradation_lib.degrade(hr, degradation), 0.0, 1.0).astype(np.float32)
+  return quantize(lr) if quantize_lr else lr
+
+
 def make_task(hr: np.ndarray, degradation: degradation_lib.Degradation,
               quantize_lr: bool = False) -> dict:
   """One (LR_down, LR, HR) triple from an HWC uint8 (or float [0, 1]) HR image.
@@ -130,9 +137,7 @@ def make_task(hr: np.ndarray, degradation: degradation_lib.Degradation,
   (LR_down is then made from the rounded LR, as at test time, and stays float).
   """
   hr = image_io.to_float(hr) if hr.dtype != np.float32 else hr
-  lr = np.clip(degradation_lib.degrade(hr, degradation), 0.0, 1.0).astype(np.float32)
-  if quantize_lr:
-    lr = quantize(lr)
+  lr = make_lr(hr, degradation, quantize_lr)
   lr_down = np.clip(degradation_lib.make_lr_down(lr, degradation), 0.0, 1.0).astype(np.float32)
   return {"lr_down": lr_down, "lr": lr, "hr": hr}
 

@@ -301,10 +301,7 @@ def validation_set(config: MetaTrainConfig, channels: int) -> dict:
         degradations = {None: distribution.sample(
             np.random.default_rng([config.seed, 7919, index]))}
       for spec, deg in degradations.items():
-        lr = np.clip(degradation_lib.degrade(image_io.to_float(hr), deg), 0,
-                     1).astype(np.float32)
-        if config.quantize_lr:
-          lr = tasks.quantize(lr)
+        lr = tasks.make_lr(image_io.to_float(hr), deg, config.quantize_lr)
         key = set_name if spec is None else f"{set_name}/{spec}"
         items.setdefault(key, []).append((path.stem, hr, lr, deg))
     result.update(items)
