@@ -288,6 +288,11 @@ def parse_degradation(spec: str, scale: int) -> Degradation:
   Forms: ``bicubic``; ``gaussian:SX[,SY[,THETA[,SIZE]]]`` (sigmas in pixels,
   THETA in radians, SIZE odd, default ``2 * ceil(3 * max(SX, SY)) + 1``);
   ``FILE.mat`` or ``FILE.npy`` (see :func:`load_kernel`).
+
+  SX and SY are standard deviations in HR pixels.  MZSR's (Soh et al., CVPR 2020) kernel
+  "width" lambda is an eigenvalue of the covariance, i.e. a variance: its g^d_2.0 is
+  ``gaussian:1.41421356`` here, not ``gaussian:2.0`` (bicubic interpolation of that LR scores
+  28.74 dB on Set5, MZSR reports 28.73; WORKSPACE.md section 11, session 8).
   """
   scale = _check_scale(scale)
   text = str(spec).strip()
