@@ -105,6 +105,8 @@ def _bad_cases(work, tmp):
       (["--input", lr, "--model", spec, "--kernel", "gaussian:x"], "gaussian:x"),
       (["--input", lr, "--model", spec, "--gt", lr], "does not match"),
       (["--input", lr, "--bogus_flag", "1"], "bogus_flag"),
+      (["--input", lr, "--model", spec, "--optimizer", "adam"], "needs --alpha"),
+      (["--input", lr, "--model", spec, "--optimizer", "lbfgs"], "lbfgs"),
   ]
 
 

@@ -1,5 +1,6 @@
 """Tests of mlsr_tf.serving.adapt_image: colour handling, tiling, model loading (tiny networks)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,6 +55,22 @@ def test_whole_image_equals_library_adapt(rgb_model, lr):
   plain = adapt_image.super_resolve(rgb_model, lr, deg.bicubic(2),
                                   adapt_image.AdaptOptions(steps=0))
   assert np.abs(sr.astype(int) - plain).max() > 0  # Adaptation did something.
+
+
+def test_adam_option_is_library_adam_and_differs_from_sgd(rgb_model, lr):
+  """optimizer="adam" runs adaptation's Adam (alpha its learning rate), tiled or not."""
+  assert adapt_image.OPTIMIZERS == adaptation.OPTIMIZERS
+  options = adapt_image.AdaptOptions(steps=3, alpha=1e-3, optimizer="adam")
+  sr = adapt_image.super_resolve(rgb_model, lr, deg.bicubic(2), options)
+  expected = adaptation.adapt(rgb_model, lr, deg.bicubic(2), 3, 1e-3, optimizer="adam")
+  np.testing.assert_array_equal(sr, image_io.to_uint(expected))
+  sgd = adapt_image.super_resolve(rgb_model, lr, deg.bicubic(2),
+                                  adapt_image.AdaptOptions(steps=3, alpha=1e-3))
+  assert np.abs(sr.astype(int) - sgd).max() > 0
+  # The tiled path adapts the same way (tiles with the network's context: within 1/255).
+  tiled = adapt_image.super_resolve(rgb_model, lr, deg.bicubic(2),
+                                    dataclasses.replace(options, tile=20))
+  assert np.abs(tiled.astype(int) - sr).max() <= 1
 
 
 def test_model_variables_unchanged(rgb_model, lr):
@@ -145,6 +162,8 @@ def test_y_model_takes_chroma_from_bicubic(y_model, lr):
     (adapt_image.AdaptOptions(crops=2), "crop_size=None"),
     (adapt_image.AdaptOptions(crops=2, crop_size=15), "15"),
     (adapt_image.AdaptOptions(tile=0), "tile"),
+    (adapt_image.AdaptOptions(optimizer="rmsprop"), "'rmsprop'"),
+    (adapt_image.AdaptOptions(optimizer="adam", step_sizes=np.ones((5, 2))), "adam"),
 ])
 def test_bad_options(rgb_model, lr, options, pattern):
   with pytest.raises(ValueError, match=pattern):

@@ -59,6 +59,8 @@ MIN_LR_DOWN_SIDE = 4
 # steps), 0.3 diverges on a crop, 0.1 gains (WORKSPACE.md section 6).
 DEFAULT_ALPHA = 0.1
 DEFAULT_STEPS = 5
+# Those of mlsr_tf.meta.adaptation, which is imported late here (it loads TensorFlow).
+OPTIMIZERS = ("sgd", "adam")
 
 # MATLAB rgb2ycbcr (BT.601, studio swing) on [0, 1] RGB -> [0, 1]-scaled YCbCr.
 _YCBCR_MATRIX = np.array([[65.481, 128.553, 24.966],
@@ -232,6 +234,7 @@ class AdaptOptions:
   overlap: Optional[int] = None  # None: the network's receptive radius.
   seed: int = 0
   step_sizes: Optional[np.ndarray] = None  # Learned [k, P] step sizes: replace alpha.
+  optimizer: str = "sgd"  # "sgd" (MLSR) or "adam" (alpha is then its learning rate).
 
   def step_size_argument(self):
     """What ``adaptation.adapt_parameters`` takes as ``alpha``."""
@@ -249,6 +252,11 @@ def check_options(options: AdaptOptions, scale: int) -> None:
     alpha = float("nan")
   if not math.isfinite(alpha) or alpha < 0:
     raise ValueError(f"alpha must be finite and >= 0, got {options.alpha!r}")
+  if options.optimizer not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {options.optimizer!r}; expected one of {OPTIMIZERS}")
+  if options.optimizer == "adam" and options.step_sizes is not None:
+    raise ValueError("learned step sizes are SGD step sizes; adam takes one learning rate "
+                     "(alpha)")
   if (options.crops is None) != (options.crop_size is None):
     raise ValueError(f"crops and crop_size go together, got crops={options.crops!r}, "
                      f"crop_size={options.crop_size!r}")
@@ -268,7 +276,7 @@ def _adapt_network_input(model, image: np.ndarray, degradation, options: AdaptOp
   from mlsr_tf.meta import adaptation  # pylint: disable=g-import-not-at-top
   scale = degradation.scale
   kwargs = dict(crops=options.crops, crop_size=options.crop_size, seed=options.seed,
-                progress=on_step)
+                optimizer=options.optimizer, progress=on_step)
   if options.tile is None or options.tile >= max(image.shape[:2]):
     return adaptation.adapt(model, image, degradation, int(options.steps),
                             options.step_size_argument(), **kwargs)
@@ -391,7 +399,9 @@ class AdaptImageConfig:
   ``input_dir``/``output_dir`` (folder mode: every supported image, ``<stem>_x<scale>.png``),
   or ``demo``: the offline image of ``mlsr_tf.data.synthetic.demo_image`` (384x512) as HR,
   its bicubic LR as input and the HR as ground truth (output default ``demo_x<scale>.png``).
-  ``steps``/``alpha`` default to the model card's.  ``kernel``: ``bicubic``,
+  ``steps``/``alpha`` default to the model card's; ``optimizer`` "adam" (plain Adam on the
+  same self-supervised loss, ``alpha`` its learning rate, which must then be given) instead of
+  MLSR's SGD.  ``kernel``: ``bicubic``,
   ``gaussian:SX,SY,THETA`` or a ``.mat``/``.npy`` file (the degradation used for LR_down).
   """
   input: Optional[str] = None
@@ -403,6 +413,7 @@ class AdaptImageConfig:
   scale: Optional[int] = None
   steps: Optional[int] = None
   alpha: Optional[float] = None
+  optimizer: str = "sgd"
   kernel: str = "bicubic"
   crops: Optional[int] = None
   crop_size: Optional[int] = None
@@ -470,6 +481,11 @@ def check_config(config: AdaptImageConfig) -> None:
     raise ValueError(f"--alpha must be finite and >= 0, got {config.alpha!r}")
   if config.scale is not None and config.scale < 1:
     raise ValueError(f"--scale must be a positive integer, got {config.scale!r}")
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+  if config.optimizer == "adam" and config.alpha is None:
+    raise ValueError("--optimizer adam needs --alpha, its learning rate (e.g. 1e-4): the model "
+                     "card's step size is an SGD step size")
 
 
 def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
@@ -499,7 +515,8 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
       alpha=loaded.alpha if config.alpha is None else config.alpha,
       crops=config.crops, crop_size=config.crop_size, tile=config.tile,
       overlap=config.overlap, seed=config.seed,
-      step_sizes=loaded.step_sizes if config.alpha is None else None)
+      step_sizes=loaded.step_sizes if config.alpha is None else None,
+      optimizer=config.optimizer)
   check_options(options, scale)
   if config.demo:
     gt = synthetic.demo_image(384, 512)
