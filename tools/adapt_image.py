@@ -49,7 +49,7 @@ _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor (default: the mod
 _STEPS = flags.DEFINE_integer("steps", None, "Adaptation steps (default: model card).")
 _ALPHA = flags.DEFINE_float("alpha", None, "SGD step size, [0, 1] pixels (default: model card); "
                             "with --optimizer adam its learning rate (required).")
-_OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", ["sgd", "adam"],
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", list(adapt_image.OPTIMIZERS),
                                "Adaptation optimizer: sgd (MLSR, the model card's step sizes) "
                                "or adam (plain Adam on the same loss, e.g. --alpha 1e-4).")
 _KERNEL = flags.DEFINE_string("kernel", "bicubic",

@@ -481,9 +481,7 @@ def check_config(config: AdaptImageConfig) -> None:
     raise ValueError(f"--alpha must be finite and >= 0, got {config.alpha!r}")
   if config.scale is not None and config.scale < 1:
     raise ValueError(f"--scale must be a positive integer, got {config.scale!r}")
-  if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
-  if config.optimizer == "adam" and config.alpha is None:
+  if config.optimizer == "adam" and config.alpha is None:  # Its name is checked with the options.
     raise ValueError("--optimizer adam needs --alpha, its learning rate (e.g. 1e-4): the model "
                      "card's step size is an SGD step size")
 
