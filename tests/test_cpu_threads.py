@@ -79,9 +79,15 @@ def test_meta_iteration_is_unchanged_by_the_threading():
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True)
                for mode in ("default", "parallel")}
+  try:
+    outputs = {mode: process.communicate(timeout=180) for mode, process in processes.items()}
+  finally:  # On a timeout, no child is left running.
+    for process in processes.values():
+      if process.poll() is None:
+        process.kill()
+        process.communicate()
   sums = {}
-  for mode, process in processes.items():
-    stdout, stderr = process.communicate(timeout=180)
-    assert process.returncode == 0, stderr
+  for mode, (stdout, stderr) in outputs.items():
+    assert processes[mode].returncode == 0, stderr
     sums[mode] = json.loads(stdout.strip().splitlines()[-1])
   assert sums["default"] == pytest.approx(sums["parallel"], rel=1e-5, abs=1e-6)

@@ -370,7 +370,7 @@ def test_jax_saved_weights_load_into_tf_model(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   configs = _JAX_CONFIGS
-  # XLA at optimisation level 0 compiles each weight initializer ~5x faster (53 s -> ~20 s
+  # XLA at optimisation level 0 compiles each weight initializer ~5x faster (53 s -> ~25 s
   # for this test on 2 cores); the weights and outputs are compared, not XLA's speed.
   env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_backend_optimization_level=0",
