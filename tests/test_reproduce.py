@@ -239,7 +239,8 @@ def test_writers(tmp_path):
           "curves.csv"} <= names
   assert json.loads((tmp_path / "out" / "config.json").read_text())["table"] == 3
   assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
-  per_image = list(csv.DictReader(open(tmp_path / "out" / "per_image.csv")))
+  with open(tmp_path / "out" / "per_image.csv", encoding="utf-8") as f:
+    per_image = list(csv.DictReader(f))
   assert len(per_image) == 2 + 2 * 3
 
 

@@ -1,5 +1,8 @@
 """Tests for the PyTorch RCAN state-dict importer (synthetic state dicts; torch optional)."""
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
 
@@ -75,6 +78,19 @@ def test_npz_file_and_dataparallel_prefix_round_trip(tmp_path):
   image = np.random.default_rng(0).random((1, 9, 7, 3), dtype=np.float32)
   np.testing.assert_allclose(target_model.predict(image, verbose=0),
                              source.predict(image, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_truncated_npz_is_a_value_error_and_the_file_is_closed(tmp_path):
+  path = tmp_path / "rcan_x2.npz"
+  np.savez(path, a=np.zeros(64, np.float32))
+  path.write_bytes(path.read_bytes()[:40])  # Starts like a zip, is not one.
+  with warnings.catch_warnings(record=True) as warned:
+    warnings.simplefilter("always", ResourceWarning)
+    with pytest.raises(ValueError, match="cannot read .*rcan_x2.npz.* as a .npz state dict"):
+      torch_rcan.read_state_dict(path)
+    gc.collect()
+  assert not [w for w in warned if issubclass(w.category, ResourceWarning)], \
+      [str(w.message) for w in warned]
 
 
 def test_mismatched_state_dict_names_everything_wrong():

@@ -112,7 +112,8 @@ def load_arrays(path) -> dict:
   """The arrays of an ``.npz`` checkpoint file (CheckpointError naming it if corrupt)."""
   path = pathlib.Path(path)
   try:
-    with np.load(path, allow_pickle=False) as data:
+    # Opened here, not by np.load: np.load(path) leaks its file when a zip is truncated.
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
       return {key: np.asarray(data[key]) for key in data.files}
   except Exception as e:  # BadZipFile, EOFError, OSError, ValueError, zlib.error, ...
     raise CheckpointError(f"checkpoint file {str(path)!r} is corrupt or unreadable "

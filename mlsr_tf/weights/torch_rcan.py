@@ -64,7 +64,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   if path.endswith(".npz") or _is_npz(path):
     try:
-      with np.load(path, allow_pickle=False) as archive:
+      # Opened here, not by np.load: np.load(path) leaks its file when a zip is truncated.
+      with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
         return _strip_wrappers({k: np.asarray(archive[k]) for k in archive.files})
     except (OSError, ValueError, zipfile.BadZipFile) as e:
       raise ValueError(f"cannot read {path!r} as a .npz state dict: {e}") from e
