@@ -112,7 +112,7 @@ def load_arrays(path) -> dict:
   """The arrays of an ``.npz`` checkpoint file (CheckpointError naming it if corrupt)."""
   path = pathlib.Path(path)
   try:
-    # Opened here, not by np.load: np.load(path) leaves its file open when it refuses a corrupt file.
+    # Opened here: np.load(path) leaves its own file open when it refuses a corrupt file.
     with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
       return {key: np.asarray(data[key]) for key in data.files}
   except Exception as e:  # BadZipFile, EOFError, OSError, ValueError, zlib.error, ...

@@ -64,7 +64,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   path = os.fspath(path)
   if path.endswith(".npz") or _is_npz(path):
     try:
-      # Opened here, not by np.load: np.load(path) leaves its file open when it refuses a corrupt file.
+      # Opened here: np.load(path) leaves its own file open when it refuses a corrupt file.
       with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
         return _strip_wrappers({k: np.asarray(archive[k]) for k in archive.files})
     except (OSError, ValueError, zipfile.BadZipFile) as e:
