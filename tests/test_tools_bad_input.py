@@ -419,8 +419,34 @@ def test_serving_client(root):
   _run("serving_client.py", cases, root)
 
 
+def _score_files(root):
+  """Two tiny per-image caches of tools/reproduce.py for compare_scores.py."""
+  line = '{"key": "k", "entry": {"name": "a", "psnr": {"0": 30.0, "20": 31.0}}}\n'
+  (root / "scores.jsonl").write_text(line, encoding="utf-8")
+  return root / "scores.jsonl"
+
+
 def _other_cases(root):
+  scores = _score_files(root)
+  pair = ["--baseline", scores, "--candidate", scores]
   return {
+      "compare_scores.py": [
+          (["--baseline", scores], "--baseline, --candidate and --steps are required"),
+          ([*pair, "--steps", "a,b"], "'a,b'"),
+          ([*pair, "--steps", "-1"], "non-negative"),
+          ([*pair, "--steps", "5"], "has no score at 5 steps"),
+          ([*pair, "--steps", "20", "--margins", "0,1"], "one margin per step count"),
+          ([*pair, "--steps", "20", "--margins", "nan"], "finite"),
+          (["--baseline", root / "missing.jsonl", "--candidate", scores, "--steps", "0"],
+           "no such score file: '" + str(root / "missing.jsonl")),
+          (["--baseline", root / "folder.png", "--candidate", scores, "--steps", "0"],
+           "folder.png' is a directory"),
+          (["--baseline", scores, "--candidate", root / "fifo.png", "--steps", "0"],
+           "fifo.png' is not a regular file"),
+          (["--baseline", scores, "--candidate", root / "text.png", "--steps", "0"],
+           "holds no per-image score lines"),
+          (["--baseline", scores, "--candidate", root / "hr.png", "--steps", "0"],
+           "hr.png' is not text")],
       "reproduce.py": [
           (["--table", "9"], "9"),
           (["--table", "3", "--config", "bogus"], "bogus"),
@@ -440,7 +466,7 @@ def _other_cases(root):
   }
 
 
-@pytest.mark.parametrize("tool", ["reproduce.py", "bench_adapt.py", "bench_export.py",
-                                  "bench_speed.py"])
+@pytest.mark.parametrize("tool", ["reproduce.py", "compare_scores.py", "bench_adapt.py",
+                                  "bench_export.py", "bench_speed.py"])
 def test_reproduce_and_benchmarks(root, tool):
   _run(tool, _other_cases(root)[tool], root)
