@@ -14,13 +14,19 @@ fatal ones (``TF_CPP_MIN_LOG_LEVEL=3``).  TensorFlow's Python warnings (e.g. "tr
 tf.function retracing" when whole images of different sizes are adapted one after another,
 which is expected) are limited to errors.  Python errors and tracebacks are unaffected.
 Set ``MLSR_TF_VERBOSE=1`` to see everything (e.g. to debug a GPU set-up).
+
+Parsing a tool's flags also makes sure a Ctrl-C is never lost (``keep_interrupts``): a
+``KeyboardInterrupt`` that lands inside a garbage-collector callback is swallowed by Python
+and the run would go on.
 """
 
 import contextlib
 import importlib.abc
 import logging
 import os
+import signal
 import sys
+import threading
 
 from absl import flags
 
@@ -52,8 +58,34 @@ def json_object(flag_name: str) -> dict:
   return value
 
 
+def keep_interrupts() -> None:
+  """Sends SIGINT again when Python swallowed the ``KeyboardInterrupt`` of a Ctrl-C.
+
+  JAX registers a garbage-collector callback, and TensorFlow imports JAX whenever it is
+  installed (from ``tensorflow.lite.python``). A signal that arrives while that callback runs raises
+  ``KeyboardInterrupt`` inside it; Python reports it as "Exception ignored in ..." and
+  discards it, so a training run ignored the Ctrl-C (seen in CI as a hung test). Such an
+  interrupt goes through ``sys.unraisablehook``: there it is re-sent to this process, a
+  moment later from a timer thread (the handler runs in the main thread, outside the callback),
+  and nothing is printed. Idempotent.
+  """
+  if getattr(sys.unraisablehook, "keeps_interrupts", False):
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+      threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+      return
+    previous(unraisable)
+
+  hook.keeps_interrupts = True
+  sys.unraisablehook = hook
+
+
 def parse_flags_or_exit(argv):
   """absl ``flags_parser``: parses ``argv``; bad flags or extra arguments -> exit 2."""
+  keep_interrupts()
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
