@@ -62,12 +62,12 @@ def keep_interrupts() -> None:
   """Sends SIGINT again when Python swallowed the ``KeyboardInterrupt`` of a Ctrl-C.
 
   JAX registers a garbage-collector callback, and TensorFlow imports JAX whenever it is
-  installed (from ``tensorflow.lite.python``). A signal that arrives while that callback runs raises
-  ``KeyboardInterrupt`` inside it; Python reports it as "Exception ignored in ..." and
-  discards it, so a training run ignored the Ctrl-C (seen in CI as a hung test). Such an
-  interrupt goes through ``sys.unraisablehook``: there it is re-sent to this process, a
-  moment later from a timer thread (the handler runs in the main thread, outside the callback),
-  and nothing is printed. Idempotent.
+  installed (from ``tensorflow.lite.python``). A signal that arrives while that callback
+  runs raises ``KeyboardInterrupt`` inside it; Python reports it as "Exception ignored in
+  ..." and discards it, so a training run ignored the Ctrl-C (seen as a hung test). Such an
+  interrupt goes through ``sys.unraisablehook``: there it is re-sent to this process a
+  moment later from a timer thread (its handler then runs in the main thread, outside the
+  callback), and nothing is printed. Idempotent.
   """
   if getattr(sys.unraisablehook, "keeps_interrupts", False):
     return
