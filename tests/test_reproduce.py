@@ -117,6 +117,23 @@ def test_cpu_full_table_5_is_issue_13s_table():
   assert {m.optimizer for m in stage1} == {"sgd", "adam"}
 
 
+def test_adam_on_the_meta_trained_network_uses_its_own_rate_not_the_sgd_step_sizes():
+  t5 = reproduce.table_config(5, "cpu-full")
+  by_label = {m.label: m for m in t5.methods}
+  weights = {"recipe_kernels": str(REPO / "results" / "meta_runs" / "recipe_kernels"
+                                   / "model.weights.h5")}
+  keys = {label: reproduce._method_runner(  # pylint: disable=protected-access
+      t5, by_label[label], weights, {}, print, build=False)[0]
+          for label in ("IDN-ML (kernels)", "IDN-ML (kernels) + Adam")}
+  sgd, adam = keys["IDN-ML (kernels)"], keys["IDN-ML (kernels) + Adam"]
+  assert sgd["alpha"] is None and "step_sizes_sha256" in sgd
+  assert adam["alpha"] == 1e-4 and "step_sizes_sha256" not in adam
+  assert adam["weights_sha256"] == sgd["weights_sha256"]  # The same network.
+  with pytest.raises(ValueError, match="Adam needs its own learning rate.*alpha=None"):
+    dataclasses.replace(t5, methods=(reproduce.Method(
+        "x", "meta", (0, 5), "recipe_kernels", optimizer="adam"),)).validate()
+
+
 def test_new_method_fields_at_their_default_keep_old_cache_keys():
   method_fields = reproduce._method_fields  # pylint: disable=protected-access
   fields = method_fields(reproduce.Method("x", "finetune"))

@@ -193,6 +193,9 @@ class TableConfig:
       if method.alpha is not None and not (np.isfinite(method.alpha) and method.alpha >= 0):
         raise ValueError(f"method {method.label!r}: alpha must be finite and >= 0, got "
                          f"{method.alpha!r}")
+      if method.optimizer == "adam" and method.alpha is None:
+        raise ValueError(f"method {method.label!r}: Adam needs its own learning rate "
+                         f"(alpha), got alpha={method.alpha!r}")
       if method.kind == "meta" and method.meta_run not in run_names:
         raise ValueError(f"method {method.label!r} uses meta run {method.meta_run!r}, "
                          f"not one of {run_names!r}")
@@ -403,6 +406,10 @@ def _cpu_full_blur_config() -> TableConfig:
                Method("IDN (idn_x2_blur) + Adam", "finetune", CPU_FULL_FINETUNE_STEPS,
                       alpha=1e-4, optimizer="adam"),
                Method("IDN-ML (kernels)", "meta", CPU_FULL_BLUR_STEPS, run.name),
+               # The same network adapted with plain Adam (session 8's test-time rule for
+               # g^d_2.0, lr 1e-4 as chosen there) instead of its learned SGD steps.
+               Method("IDN-ML (kernels) + Adam", "meta", CPU_FULL_BLUR_STEPS, run.name,
+                      alpha=1e-4, optimizer="adam"),
                Method("ZSSR", "zssr")))
 
 
@@ -818,7 +825,9 @@ def _method_runner(config: TableConfig, method: Method, meta_weights: dict, mode
   weights = meta_weights[method.meta_run] if method.kind == "meta" else \
       _resolve_weights(method.weights or config.weights, config.data_root)
   fingerprint.update(model=name, weights_sha256=pretrained.sha256_of(weights))
-  step_sizes_path = meta_step_sizes_path(weights) if method.kind == "meta" else None
+  # Learned step sizes are SGD's (Algorithm 2); an Adam row uses its own learning rate.
+  step_sizes_path = (meta_step_sizes_path(weights)
+                     if method.kind == "meta" and method.optimizer == "sgd" else None)
   if step_sizes_path:
     fingerprint.update(alpha=None, step_sizes_sha256=pretrained.sha256_of(step_sizes_path))
   if not build:
