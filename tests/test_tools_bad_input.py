@@ -420,7 +420,7 @@ def test_serving_client(root):
 
 
 def _score_files(root):
-  """Two tiny per-image caches of tools/reproduce.py for compare_scores.py."""
+  """A tiny per-image cache of tools/reproduce.py (one image) for compare_scores.py."""
   line = '{"key": "k", "entry": {"name": "a", "psnr": {"0": 30.0, "20": 31.0}}}\n'
   (root / "scores.jsonl").write_text(line, encoding="utf-8")
   return root / "scores.jsonl"
