@@ -496,3 +496,33 @@ def test_gray_images_are_scored_as_their_own_y_like_evaluate(tmp_path):
   assert [line.endswith("(cached)") for line in bicubic_lines] == [True, True, False]
   assert again["results"]["Bicubic"]["Set5"]["per_image"][2]["psnr"][0] == pytest.approx(
       scored["Bicubic"], abs=1e-9)
+
+
+def test_naive_steps_to_match_the_meta_network_on_the_same_images():
+  config = reproduce.TableConfig(
+      table=5, preset="cpu", caption="cap", image_sets=(reproduce.ImageSet("Set5"),),
+      methods=(reproduce.Method("IDN-ML", "meta", (0, 5), "r"),
+               reproduce.Method("SGD", "finetune", (0, 5, 100)),
+               reproduce.Method("Adam", "finetune", (0, 5, 100), optimizer="adam")),
+      meta_runs=(reproduce.MetaRun("r"),), curve_steps=(0, 5, 50, 100))
+  entry = lambda name, p: {"name": name, "psnr": p, "ssim": {k: 0.9 for k in p},
+                           "seconds": 1.0}
+  results = {
+      "IDN-ML": {"Set5": reproduce._summarize([entry("a", {0: 30.0, 5: 31.0}),
+                                               entry("b", {0: 32.0, 5: 33.0})])},
+      # Only image a is shared: b's target is not used, c's curve neither.
+      "SGD": {"Set5": reproduce._summarize([
+          entry("a", {0: 29.0, 5: 29.5, 50: 30.0, 100: 32.0}),
+          entry("c", {0: 1.0, 5: 1.0, 50: 1.0, 100: 1.0})])},
+      "Adam": {"Set5": reproduce._summarize([entry("a", {0: 29.0, 5: 29.2, 50: 29.4,
+                                                         100: 29.6})])}}
+  matches = reproduce.naive_steps_to_match(config, results)
+  assert [(m["naive"], m["images"], m["target"], m["last_read_out"]) for m in matches] == [
+      ("SGD", 1, 31.0, 100), ("Adam", 1, 31.0, 100)]
+  assert matches[0]["naive_steps"] == pytest.approx(75.0)  # Read at 50 too, not only 5, 100.
+  assert matches[1]["naive_steps"] is None
+  md = reproduce.format_markdown(config, results)
+  assert ("- Set5, IDN-ML at 5 steps: SGD about 75 (1 img, 31.00 dB); Adam not within 100 "
+          "(1 img, 31.00 dB)") in md
+  bicubic_only = reproduce.format_markdown(*_fake_results())
+  assert "Naive steps" not in bicubic_only  # No naive method, no line.

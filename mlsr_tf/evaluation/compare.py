@@ -5,6 +5,8 @@ adaptation steps are at least ZSSR on the same image and kernel; 100 steps are Z
 0.5 dB").  This module reads two of ``reproduce``'s per-image caches
 (``<out>/partial/<method>__<set>.jsonl``: one JSON line per image, ``{"key": fingerprint,
 "entry": {"name", "psnr": {steps: dB}, ...}}``) and lines them up by image name.
+``reach`` answers Figure 6's kind of claim ("5 meta-learned steps are worth about 350
+naive steps"): how many steps the baseline's curve needs to reach the candidate's score.
 
 Conventions: PSNR in dB as ``reproduce`` scored it (Y of BT.601, border shaved by the
 scale); a cache may hold lines of older settings (another fingerprint), and only the lines
@@ -17,6 +19,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import statistics
 from typing import Sequence
 
 
@@ -128,6 +131,18 @@ def compare(baseline: CachedScores, candidate: CachedScores, steps: Sequence[int
       tuple(n for n in candidate.psnr if n not in baseline.psnr))
 
 
+def _file_notes(files) -> list:
+  """Lines on images only one file has and on lines of another setting that were skipped."""
+  lines = []
+  for label, scores, only in files:
+    if only:
+      lines.append(f"- only in {label}'s file ({len(only)}): {', '.join(only)}")
+    if scores.other_setting_lines:
+      lines.append(f"- {scores.path}: {scores.other_setting_lines} line(s) of another "
+                   "setting skipped")
+  return lines
+
+
 def format_markdown(comparison: Comparison, baseline_label: str = "baseline",
                     candidate_label: str = "candidate") -> str:
   """A per-image markdown table, the means, and how many images meet each margin."""
@@ -149,13 +164,8 @@ def format_markdown(comparison: Comparison, baseline_label: str = "baseline",
     lines.append(f"- {candidate_label} at {s} steps ≥ {baseline_label} + {c.margins[i]:g} dB: "
                  f"{c.holds(i)} of {len(c.rows)} images; mean lead "
                  f"{c.mean(c.differences(i)):+.3f} dB.")
-  for label, scores, only in ((baseline_label, c.baseline, c.only_baseline),
-                              (candidate_label, c.candidate, c.only_candidate)):
-    if only:
-      lines.append(f"- only in {label}'s file ({len(only)}): {', '.join(only)}")
-    if scores.other_setting_lines:
-      lines.append(f"- {scores.path}: {scores.other_setting_lines} line(s) of another "
-                   "setting skipped")
+  lines += _file_notes(((baseline_label, c.baseline, c.only_baseline),
+                        (candidate_label, c.candidate, c.only_candidate)))
   return "\n".join(lines) + "\n"
 
 
@@ -169,4 +179,124 @@ def to_json(comparison: Comparison) -> dict:
       "mean_difference": {str(s): c.mean(c.differences(i)) for i, s in enumerate(c.steps)},
       "holds": {str(s): c.holds(i) for i, s in enumerate(c.steps)},
       "only_baseline": list(c.only_baseline), "only_candidate": list(c.only_candidate),
+  }
+
+
+def steps_to_reach(curve: dict, target: float) -> float | None:
+  """The first step count at which ``curve`` (``{steps: dB}``) reaches ``target`` dB.
+
+  The curves are read out at a few step counts only, so between two read-outs the curve is
+  taken as linear (an estimate, not a measurement).  The *first* crossing is returned,
+  since naive Adam curves dip and recover and may fall back later; None if no read-out
+  reaches ``target``.
+  """
+  points = sorted((int(s), float(v)) for s, v in curve.items())
+  if not points:
+    raise ValueError("the curve has no points")
+  if points[0][1] >= target:
+    return float(points[0][0])
+  for (s0, v0), (s1, v1) in zip(points, points[1:]):
+    if v1 >= target:  # v0 < target <= v1, so v1 > v0.
+      return s0 + (s1 - s0) * (target - v0) / (v1 - v0)
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reach:
+  """Baseline steps needed to reach the candidate's score at each of ``steps``."""
+  baseline: CachedScores
+  candidate: CachedScores
+  steps: tuple
+  rows: tuple          # (name, (candidate dB per step, ...), (baseline steps or None, ...))
+  curve_steps: tuple   # The baseline's read-outs that every shared image has.
+  mean_curve: dict     # Baseline mean dB over the shared images, per read-out.
+  mean_targets: tuple  # Candidate mean dB per step.
+  only_baseline: tuple
+  only_candidate: tuple
+
+  def mean_curve_reach(self, index: int) -> float | None:
+    return steps_to_reach(self.mean_curve, self.mean_targets[index])
+
+  def reached(self, index: int) -> list:
+    return [row[2][index] for row in self.rows if row[2][index] is not None]
+
+
+def reach(baseline: CachedScores, candidate: CachedScores, steps: Sequence[int]) -> Reach:
+  """For each shared image: the baseline's steps to reach the candidate's score at ``steps``.
+
+  Also the same on the mean curves (the set's mean PSNR per step count, as the paper's
+  Figure 6 plots), over the baseline read-outs every shared image has.
+  """
+  steps = tuple(int(s) for s in steps)
+  if not steps or any(s < 0 for s in steps):
+    raise ValueError(f"steps must be one or more non-negative integers, got {list(steps)}")
+  common = [n for n in baseline.psnr if n in candidate.psnr]
+  if not common:
+    raise ValueError(f"{baseline.path} and {candidate.path} share no image names")
+  curve_steps = tuple(sorted(set.intersection(*(set(baseline.psnr[n]) for n in common))))
+  if len(curve_steps) < 2:
+    raise ValueError(f"{baseline.path}: the images share fewer than two step counts "
+                     f"({list(curve_steps)}), so there is no curve to read")
+  rows = []
+  for name in common:
+    targets = tuple(_score(candidate, name, s) for s in steps)
+    curve = {s: baseline.psnr[name][s] for s in curve_steps}
+    rows.append((name, targets, tuple(steps_to_reach(curve, t) for t in targets)))
+  mean_curve = {s: math.fsum(baseline.psnr[n][s] for n in common) / len(common)
+                for s in curve_steps}
+  mean_targets = tuple(math.fsum(r[1][i] for r in rows) / len(rows) for i in range(len(steps)))
+  return Reach(baseline, candidate, steps, tuple(rows), curve_steps, mean_curve, mean_targets,
+               tuple(n for n in baseline.psnr if n not in candidate.psnr),
+               tuple(n for n in candidate.psnr if n not in baseline.psnr))
+
+
+def _steps_text(value: float | None, last: int) -> str:
+  return f"> {last}" if value is None else f"{value:.0f}"
+
+
+def format_reach_markdown(result: Reach, baseline_label: str = "baseline",
+                          candidate_label: str = "candidate") -> str:
+  """Per image: the candidate's score and the baseline steps that reach it; then the means."""
+  r = result
+  last = r.curve_steps[-1]
+  heads = [f"{candidate_label} /{s}" for s in r.steps]
+  needs = [f"{baseline_label} steps to reach /{s}" for s in r.steps]
+  lines = ["| image | " + " | ".join(heads + needs) + " |",
+           "|---" * (1 + 2 * len(r.steps)) + "|"]
+  for name, targets, reached in r.rows:
+    cells = [f"{t:.3f}" for t in targets] + [_steps_text(v, last) for v in reached]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines.append("")
+  for i, s in enumerate(r.steps):
+    reached = r.reached(i)
+    # An image that never reaches the target counts as more than the last read-out.
+    median = statistics.median(math.inf if row[2][i] is None else row[2][i] for row in r.rows)
+    median = _steps_text(None if math.isinf(median) else median, last)
+    lines.append(
+        f"- {candidate_label} at {s} steps: mean {r.mean_targets[i]:.3f} dB over "
+        f"{len(r.rows)} images; {baseline_label}'s mean curve "
+        + (f"does not reach it within {last}" if r.mean_curve_reach(i) is None
+           else f"reaches it at about {r.mean_curve_reach(i):.0f}")
+        + f" steps; per image, median {median} steps, "
+        f"{len(reached)} of {len(r.rows)} images reached within {last} steps.")
+  lines.append(f"- {baseline_label}'s read-outs: {', '.join(map(str, r.curve_steps))} steps "
+               "(linear between them).")
+  lines += _file_notes(((baseline_label, r.baseline, r.only_baseline),
+                        (candidate_label, r.candidate, r.only_candidate)))
+  return "\n".join(lines) + "\n"
+
+
+def reach_to_json(result: Reach) -> dict:
+  r = result
+  return {
+      "baseline": r.baseline.path, "candidate": r.candidate.path, "steps": list(r.steps),
+      "baseline_read_outs": list(r.curve_steps),
+      "images": [{"name": n, "candidate": dict(zip(map(str, r.steps), t)),
+                  "baseline_steps_to_reach": dict(zip(map(str, r.steps), v))}
+                 for n, t, v in r.rows],
+      "mean_candidate": dict(zip(map(str, r.steps), r.mean_targets)),
+      "mean_curve": {str(s): v for s, v in r.mean_curve.items()},
+      "mean_curve_steps_to_reach": {str(s): r.mean_curve_reach(i)
+                                    for i, s in enumerate(r.steps)},
+      "only_baseline": list(r.only_baseline), "only_candidate": list(r.only_candidate),
   }

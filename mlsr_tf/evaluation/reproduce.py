@@ -42,6 +42,7 @@ from mlsr_tf.data import datasets as datasets_lib
 from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
+from mlsr_tf.evaluation import compare
 from mlsr_tf.meta import paper
 
 TABLES = (3, 4, 5)
@@ -933,8 +934,57 @@ def format_markdown(config: TableConfig, results: dict) -> str:
     lines += ["", "Adaptation cost (all read-outs of one run): " + "; ".join(
         f"{r['method']} on {r['set']}: {r['seconds_per_image']:.1f} s per image"
         for r in adapted)]
+  matches = naive_steps_to_match(config, results)
+  if matches:
+    lines += ["", f"Naive steps that reach the meta-trained network's {MATCH_STEPS}-step mean "
+              "(the paper's Figures 3 and 6; over the images both have, linear between "
+              "read-outs, first crossing):"]
+    for set_label, meta in dict.fromkeys((m["set"], m["meta"]) for m in matches):
+      group = [m for m in matches if (m["set"], m["meta"]) == (set_label, meta)]
+      lines.append(f"- {set_label}, {meta} at {MATCH_STEPS} steps: " + "; ".join(
+          f"{m['naive']} "
+          + (f"about {m['naive_steps']:.0f}" if m["naive_steps"] is not None
+             else f"not within {m['last_read_out']}")
+          + f" ({m['images']} img, {m['target']:.2f} dB)" for m in group))
   lines += ["", "PSNR (dB) / SSIM on Y (BT.601), border = scale shaved."]
   return "\n".join(lines) + "\n"
+
+
+MATCH_STEPS = 5  # The paper's test-time step count: Figures 3 and 6 compare naive curves to it.
+
+
+def naive_steps_to_match(config: TableConfig, results: dict, meta_steps: int = MATCH_STEPS) -> list:
+  """Per set, meta method and naive method: the naive steps that reach the meta method's mean.
+
+  Over the images both have (a partial run may have scored more of one); the naive mean
+  curve, at every step count its images were read out at (the table's and the curve's), is read with :func:`compare.steps_to_reach` (linear between its read-outs, first
+  crossing; None if its last read-out falls short).
+  """
+  metas = [m for m in config.methods if m.kind == "meta" and meta_steps in m.steps]
+  naives = [m for m in config.methods if m.kind == "finetune" and len(m.steps) > 1]
+  matches = []
+  for image_set in config.image_sets:
+    for meta in metas:
+      meta_summary = results.get(meta.label, {}).get(image_set.label)
+      if meta_summary is None:
+        continue
+      targets = {e["name"]: e["psnr"][meta_steps] for e in meta_summary["per_image"]}
+      for naive in naives:
+        naive_summary = results.get(naive.label, {}).get(image_set.label)
+        if naive_summary is None:
+          continue
+        curves = [e["psnr"] for e in naive_summary["per_image"] if e["name"] in targets]
+        if not curves:
+          continue
+        names = [e["name"] for e in naive_summary["per_image"] if e["name"] in targets]
+        target = float(np.mean([targets[n] for n in names]))
+        read_outs = sorted(set.intersection(*(set(c) for c in curves)))  # Table and curve.
+        mean_curve = {s: float(np.mean([c[s] for c in curves])) for s in read_outs}
+        matches.append({"set": image_set.label, "meta": meta.label, "naive": naive.label,
+                        "images": len(curves), "target": target,
+                        "naive_steps": compare.steps_to_reach(mean_curve, target),
+                        "last_read_out": read_outs[-1]})
+  return matches
 
 
 def format_csv(rows: list) -> str:
