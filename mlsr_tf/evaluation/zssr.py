@@ -10,9 +10,9 @@ Learning", CVPR 2018.  MLSR's speed claim is measured against it.  Per image:
    the father is a plain crop of the LR.
 2. Its *LR son* is ``degrade(father, kernel)`` (the given kernel, or MATLAB bicubic).
 3. The network (``registry`` name ``zssr``: bicubic upscale + 8 convs of 64 features,
-   residual; weights drawn from N(0, 0.1 / fan_in) as ZSSR's ``init_variance``, biases
-   0) learns son -> father with an L1 loss and
-   Adam (learning rate 1e-3).
+   residual; weights drawn from N(0, init_variance / fan_in), biases 0: 2.0, He
+   initialisation, by default, where ZSSR's code has 0.1, see ``ZSSRConfig``) learns
+   son -> father with an L1 loss and Adam (learning rate 1e-3).
 4. Learning-rate policy (ZSSR's): every ``run_test_every`` iterations the
    reconstruction error ``MSE(f(degrade(LR)), LR)`` is recorded; every
    ``policy_check_every`` iterations, once ``min_iters`` iterations have passed since
@@ -44,7 +44,8 @@ from mlsr_tf.data import sampling
 
 @dataclasses.dataclass
 class ZSSRConfig:
-  """ZSSR's hyper-parameters (defaults: the paper's code, ``configs.py``)."""
+  """ZSSR's hyper-parameters (defaults: the paper's code, ``configs.py``, but for
+  ``init_variance``)."""
   max_iters: int = 3000
   min_iters: int = 256
   learning_rate: float = 1e-3
@@ -135,7 +136,7 @@ def _should_lower_rate(errors: list, config: ZSSRConfig) -> bool:
   return -slope * config.change_ratio < std
 
 
-def _initialize(model, rng: np.random.Generator, init_variance: float = 0.1) -> None:
+def _initialize(model, rng: np.random.Generator, init_variance: float) -> None:
   """ZSSR's initialisation: kernels ~ N(0, init_variance / fan_in), biases 0."""
   for variable in model.trainable_variables:
     shape = tuple(variable.shape)
