@@ -201,6 +201,14 @@ def steps_to_reach(curve: dict, target: float) -> float | None:
   return None
 
 
+def mean_curve(curves: Sequence[dict]) -> dict:
+  """The mean of several ``{steps: dB}`` curves at the read-outs all of them have."""
+  if not curves:
+    raise ValueError("no curves to average")
+  read_outs = sorted(set.intersection(*(set(c) for c in curves)))
+  return {s: math.fsum(c[s] for c in curves) / len(curves) for s in read_outs}
+
+
 @dataclasses.dataclass(frozen=True)
 class Reach:
   """Baseline steps needed to reach the candidate's score at each of ``steps``."""
@@ -233,7 +241,8 @@ def reach(baseline: CachedScores, candidate: CachedScores, steps: Sequence[int])
   common = [n for n in baseline.psnr if n in candidate.psnr]
   if not common:
     raise ValueError(f"{baseline.path} and {candidate.path} share no image names")
-  curve_steps = tuple(sorted(set.intersection(*(set(baseline.psnr[n]) for n in common))))
+  mean = mean_curve([baseline.psnr[n] for n in common])
+  curve_steps = tuple(mean)
   if len(curve_steps) < 2:
     raise ValueError(f"{baseline.path}: the images share fewer than two step counts "
                      f"({list(curve_steps)}), so there is no curve to read")
@@ -242,10 +251,8 @@ def reach(baseline: CachedScores, candidate: CachedScores, steps: Sequence[int])
     targets = tuple(_score(candidate, name, s) for s in steps)
     curve = {s: baseline.psnr[name][s] for s in curve_steps}
     rows.append((name, targets, tuple(steps_to_reach(curve, t) for t in targets)))
-  mean_curve = {s: math.fsum(baseline.psnr[n][s] for n in common) / len(common)
-                for s in curve_steps}
   mean_targets = tuple(math.fsum(r[1][i] for r in rows) / len(rows) for i in range(len(steps)))
-  return Reach(baseline, candidate, steps, tuple(rows), curve_steps, mean_curve, mean_targets,
+  return Reach(baseline, candidate, steps, tuple(rows), curve_steps, mean, mean_targets,
                tuple(n for n in baseline.psnr if n not in candidate.psnr),
                tuple(n for n in candidate.psnr if n not in baseline.psnr))
 
@@ -272,11 +279,12 @@ def format_reach_markdown(result: Reach, baseline_label: str = "baseline",
     # An image that never reaches the target counts as more than the last read-out.
     median = statistics.median(math.inf if row[2][i] is None else row[2][i] for row in r.rows)
     median = _steps_text(None if math.isinf(median) else median, last)
+    on_mean = r.mean_curve_reach(i)
     lines.append(
         f"- {candidate_label} at {s} steps: mean {r.mean_targets[i]:.3f} dB over "
         f"{len(r.rows)} images; {baseline_label}'s mean curve "
-        + (f"does not reach it within {last}" if r.mean_curve_reach(i) is None
-           else f"reaches it at about {r.mean_curve_reach(i):.0f}")
+        + (f"does not reach it within {last}" if on_mean is None
+           else f"reaches it at about {on_mean:.0f}")
         + f" steps; per image, median {median} steps, "
         f"{len(reached)} of {len(r.rows)} images reached within {last} steps.")
   lines.append(f"- {baseline_label}'s read-outs: {', '.join(map(str, r.curve_steps))} steps "

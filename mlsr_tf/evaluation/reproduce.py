@@ -956,9 +956,10 @@ MATCH_STEPS = 5  # The paper's test-time step count: Figures 3 and 6 compare nai
 def naive_steps_to_match(config: TableConfig, results: dict, meta_steps: int = MATCH_STEPS) -> list:
   """Per set, meta method and naive method: the naive steps that reach the meta method's mean.
 
-  Over the images both have (a partial run may have scored more of one); the naive mean
-  curve, at every step count its images were read out at (the table's and the curve's), is read with :func:`compare.steps_to_reach` (linear between its read-outs, first
-  crossing; None if its last read-out falls short).
+  Over the images both have (a partial run may have scored more of one), with
+  :func:`compare.mean_curve` (every step count the images were read out at: the table's and
+  the curve's) and :func:`compare.steps_to_reach` (linear between read-outs, first crossing;
+  None if the last read-out falls short).
   """
   metas = [m for m in config.methods if m.kind == "meta" and meta_steps in m.steps]
   naives = [m for m in config.methods if m.kind == "finetune" and len(m.steps) > 1]
@@ -973,17 +974,15 @@ def naive_steps_to_match(config: TableConfig, results: dict, meta_steps: int = M
         naive_summary = results.get(naive.label, {}).get(image_set.label)
         if naive_summary is None:
           continue
-        curves = [e["psnr"] for e in naive_summary["per_image"] if e["name"] in targets]
-        if not curves:
+        shared = [e for e in naive_summary["per_image"] if e["name"] in targets]
+        if not shared:
           continue
-        names = [e["name"] for e in naive_summary["per_image"] if e["name"] in targets]
-        target = float(np.mean([targets[n] for n in names]))
-        read_outs = sorted(set.intersection(*(set(c) for c in curves)))  # Table and curve.
-        mean_curve = {s: float(np.mean([c[s] for c in curves])) for s in read_outs}
+        target = float(np.mean([targets[e["name"]] for e in shared]))
+        curve = compare.mean_curve([e["psnr"] for e in shared])
         matches.append({"set": image_set.label, "meta": meta.label, "naive": naive.label,
-                        "images": len(curves), "target": target,
-                        "naive_steps": compare.steps_to_reach(mean_curve, target),
-                        "last_read_out": read_outs[-1]})
+                        "images": len(shared), "target": target,
+                        "naive_steps": compare.steps_to_reach(curve, target),
+                        "last_read_out": max(curve)})
   return matches
 
 
