@@ -63,6 +63,10 @@ def _tiny_config(root, weights):
 @pytest.mark.parametrize("table", reproduce.TABLES)
 @pytest.mark.parametrize("preset", reproduce.PRESETS)
 def test_predefined_configs_validate(table, preset):
+  if preset == "cpu-val" and table != 5:
+    with pytest.raises(ValueError, match=f"table 5 only, got table {table}"):
+      reproduce.table_config(table, preset)
+    return
   config = reproduce.table_config(table, preset)
   config.validate()
   json.dumps(config.to_json())
@@ -72,6 +76,8 @@ def test_predefined_configs_validate(table, preset):
   elif preset == "paper":
     assert config.crop == 0 and all(s.last == 0 or s.name == "Urban100"
                                     for s in config.image_sets)
+  elif preset == "cpu-val":
+    assert config.crop == 0 and config.degradation == "random5x5_validation"
   else:  # cpu-full: whole images, at least 40 of the large sets (Table 5: 20, issue 13).
     least = 20 if table == 5 else 40
     assert config.crop == 0 and all(s.last == 0 or s.last - s.first + 1 >= least
@@ -526,3 +532,21 @@ def test_naive_steps_to_match_the_meta_network_on_the_same_images():
           "(1 img, 31.00 dB)") in md
   bicubic_only = reproduce.format_markdown(*_fake_results())
   assert "Naive steps" not in bicubic_only  # No naive method, no line.
+
+
+def test_the_validation_screen_holds_out_table_5s_images_and_kernels():
+  from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
+  screen, table = reproduce.table_config(5, "cpu-val"), reproduce.table_config(5, "cpu-full")
+  # Same network, meta run and step-size protocol as Table 5; other images and kernels.
+  assert screen.weights == table.weights and screen.meta_runs == table.meta_runs
+  assert [m.meta_run for m in screen.methods] == [table.meta_runs[0].name]
+  tested = {(s.name, i) for s in table.image_sets for i in range(s.first, (s.last or 100) + 1)}
+  screened = {(s.name, i) for s in screen.image_sets for i in range(s.first, s.last + 1)}
+  assert len(screened) == 20 and not screened & tested
+  validation, test = degradation.kernel_split("validation"), degradation.kernel_split("test")
+  for index in range(5):
+    kernel = reproduce.eval_degradation(screen, index)
+    assert kernel.name.startswith("random5x5_validation_")
+    assert np.all(np.isclose(validation, kernel.kernel[None]), axis=(1, 2)).any()
+    assert not np.all(np.isclose(test, kernel.kernel[None]), axis=(1, 2)).any()
+    assert reproduce.eval_degradation(table, index).name.startswith("random5x5_test_")

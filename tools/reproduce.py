@@ -17,6 +17,9 @@ Usage:
       --methods "IDN-ML (kernels),IDN (idn_x2_blur) + SGD" --steps 0,5,20   # part of a table
   python tools/reproduce.py --table 5 --config cpu --alpha 0.65025 \
       --workdir runs/reproduce_cpu_a065 --out results/table5/cpu_alpha0.65  # step-size ablation
+  python tools/reproduce.py --table 5 --config cpu-val --out runs/screen_CANDIDATE \
+      --meta_weights recipe_kernels=runs/CANDIDATE/model.weights.h5
+      # choose among kernel meta-training runs on held-out images and validation kernels
 
 Writes ``table.md``, ``table.csv``, ``per_image.csv``, ``curves.csv``/``curves.png``,
 ``config.json`` and ``results.json`` into ``--out`` (default
@@ -46,7 +49,8 @@ from mlsr_tf.evaluation import reproduce
 _TABLE = flags.DEFINE_integer("table", None, "Paper table: 3, 4 or 5.")
 _CONFIG = flags.DEFINE_string(
     "config", "cpu", "cpu (small, this machine), cpu-full (whole images, the shipped networks, "
-    "hours, resumable) or paper (GPU).")
+    "hours, resumable), cpu-val (table 5 only: held-out images and validation kernels, to "
+    "choose a kernel meta-training run) or paper (GPU).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Parent folder of meta-training runs.")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default results/table<N>/<config>).")
 _META_WEIGHTS = flags.DEFINE_list(

@@ -7,7 +7,7 @@ exact ``config.json`` into ``out_dir``.  ``tools/reproduce.py`` is its command l
 
 Pipeline (data flows one way): HR benchmark images (optionally a subset and a
 centre crop) -> degradation (bicubic, or one unseen 5x5 test kernel per image from
-``kernel_split('test')``) -> meta-training with :func:`mlsr_tf.training.meta_train.run`
+``kernel_split('test')``; the ``cpu-val`` screen draws from ``kernel_split('validation')``) -> meta-training with :func:`mlsr_tf.training.meta_train.run`
 (resumable; skipped when the run is complete or when weights are given) ->
 adaptation with :func:`mlsr_tf.meta.adaptation.adapt_at_steps` (one run per image,
 read out at every step count of the table and of the curve) -> PSNR/SSIM on Y
@@ -46,11 +46,11 @@ from mlsr_tf.evaluation import compare
 from mlsr_tf.meta import paper
 
 TABLES = (3, 4, 5)
-PRESETS = ("cpu", "cpu-full", "paper")
+PRESETS = ("cpu", "cpu-full", "cpu-val", "paper")
 METHOD_KINDS = ("bicubic", "base", "finetune", "meta", "idn_protocol", "zssr")
 # Kinds read out after several adaptation step counts (the others have one column, 0).
 ADAPTING_KINDS = ("finetune", "meta", "idn_protocol")
-EVAL_DEGRADATIONS = ("bicubic", "random5x5_test")
+EVAL_DEGRADATIONS = ("bicubic", "random5x5_test", "random5x5_validation")
 DEFAULT_WEIGHTS = "{data_root}/weights/idn_caffe/IDN_x2.caffemodel"
 STAGE1_WEIGHTS = "{repo}/pretrained/idn_x2.weights.h5"  # The shipped default (stage-1 IDN).
 
@@ -239,6 +239,11 @@ def table_config(table: int, preset: str) -> TableConfig:
     raise ValueError(f"unknown config {preset!r}; expected one of {PRESETS}")
   if preset == "cpu-full":
     return _cpu_full_config(table)
+  if preset == "cpu-val":
+    if table != 5:
+      raise ValueError(f"config 'cpu-val' (held-out kernels and images for choosing a kernel "
+                       f"meta-training run) exists for table 5 only, got table {table!r}")
+    return _cpu_val_blur_config()
   cpu = preset == "cpu"
   # cpu: alpha 0.1 (naive SGD fine-tuning of IDN-Caffe diverges at 0.3 on [0, 1] pixels,
   # WORKSPACE.md section 6); paper: 1e-5 at 0..255 = 0.65025 for [0, 1] pixels, beta 1e-6.
@@ -414,6 +419,27 @@ def _cpu_full_blur_config() -> TableConfig:
                Method("ZSSR", "zssr")))
 
 
+def _cpu_val_blur_config() -> TableConfig:
+  """A screen for choosing among kernel meta-training runs without touching Table 5's test data.
+
+  The ``cpu-full`` Table 5 protocol (whole images, x2, kernel known, learned step sizes) on
+  held-out data only: B100 and Urban100 images 021-030 (Table 5 tests 001-020) and one kernel
+  per image from the 1k validation split (Table 5 draws from the test split).  Give the
+  candidate with ``--meta_weights recipe_kernels=WEIGHTS`` (its step sizes beside it).
+  """
+  full = _cpu_full_blur_config()
+  steps = (0, 5, 10)  # The issue's targets are at 5 and 10 steps.
+  return dataclasses.replace(
+      full, preset="cpu-val", degradation="random5x5_validation", curve_steps=steps,
+      image_sets=(ImageSet("B100", 21, 30), ImageSet("Urban100", 21, 30)),
+      methods=(Method("IDN-ML (kernels)", "meta", steps, full.meta_runs[0].name),),
+      caption=("Validation screen for kernel meta-training (not a paper table): x2, one "
+               "random 5x5 kernel per image from the 1k validation split, kernel known, "
+               "whole images of B100 and Urban100 img021-030 (outside Table 5's test "
+               "images); the candidate given as recipe_kernels, adapted with its learned "
+               "step sizes."))
+
+
 def _cpu_full_config(table: int) -> TableConfig:
   """Whole-image tables with the project's own networks (issues 12 and 13's ``cpu-full``).
 
@@ -485,12 +511,15 @@ def center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
 
 
 def eval_degradation(config: TableConfig, index: int) -> degradation_lib.Degradation:
-  """The degradation of test image ``index`` (fixed per config: seeded by the index)."""
+  """The degradation of image ``index`` (fixed per config: seeded by the index); a random
+  kernel comes from the split the config's degradation names (test, or validation)."""
   if config.degradation == "bicubic":
     return degradation_lib.bicubic(config.scale)
-  kernels = degradation_lib.kernel_split("test")
+  split = config.degradation.removeprefix("random5x5_")  # "test" or "validation"
+  kernels = degradation_lib.kernel_split(split)
   pick = int(np.random.default_rng([config.seed, 4099, index]).integers(0, len(kernels)))
-  return degradation_lib.from_kernel(kernels[pick], config.scale, name=f"random5x5_test_{pick}")
+  return degradation_lib.from_kernel(kernels[pick], config.scale,
+                                     name=f"random5x5_{split}_{pick}")
 
 
 def load_items(config: TableConfig, image_set: ImageSet) -> list:
