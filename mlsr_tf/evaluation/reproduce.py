@@ -7,10 +7,11 @@ exact ``config.json`` into ``out_dir``.  ``tools/reproduce.py`` is its command l
 
 Pipeline (data flows one way): HR benchmark images (optionally a subset and a
 centre crop) -> degradation (bicubic, or one unseen 5x5 test kernel per image from
-``kernel_split('test')``; the ``cpu-val`` screen draws from ``kernel_split('validation')``) -> meta-training with :func:`mlsr_tf.training.meta_train.run`
-(resumable; skipped when the run is complete or when weights are given) ->
-adaptation with :func:`mlsr_tf.meta.adaptation.adapt_at_steps` (one run per image,
-read out at every step count of the table and of the curve) -> PSNR/SSIM on Y
+``kernel_split('test')``; the ``cpu-val`` screen draws from ``kernel_split('validation')``)
+-> meta-training with :func:`mlsr_tf.training.meta_train.run` (resumable; skipped when
+the run is complete or when weights are given) -> adaptation with
+:func:`mlsr_tf.meta.adaptation.adapt_at_steps` (one run per image, read out at every step
+count of the table and of the curve) -> PSNR/SSIM on Y
 (BT.601, ``scale`` border pixels shaved) -> writers.
 
 Methods (rows of a table) are :class:`Method` entries: ``base`` (the imported
