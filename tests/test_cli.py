@@ -53,9 +53,9 @@ def callback(phase, info):
     gc.callbacks.remove(callback)
     raise KeyboardInterrupt
 gc.callbacks.append(callback)
-gc.collect()
-try:
-  start = time.time()
+start = time.time()
+try:  # From before the collection: the re-sent signal may land as soon as it returns.
+  gc.collect()
   while time.time() < start + float(sys.argv[2]):
     time.sleep(0.01)
   print("not interrupted")
