@@ -3,6 +3,7 @@ Ctrl-C that Python swallowed in a garbage-collector callback is not lost."""
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -67,9 +68,12 @@ except KeyboardInterrupt:
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_ctrl_c_swallowed_in_a_gc_callback_is_sent_again(keep):
+  # SIGINT at its default in the child: a parent that ignores it (as some pytest-xdist
+  # workers end up doing) would pass SIG_IGN on, and Python then raises no KeyboardInterrupt.
   result = subprocess.run([sys.executable, "-c", _SWALLOWED, "keep" if keep else "plain",
                            "20" if keep else "2"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   if keep:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("interrupted after"), result.stdout
