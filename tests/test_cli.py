@@ -54,9 +54,9 @@ def callback(phase, info):
     gc.callbacks.remove(callback)
     raise KeyboardInterrupt
 gc.callbacks.append(callback)
-start = time.time()
-try:  # From before the collection: the re-sent signal may land as soon as it returns.
-  gc.collect()
+gc.collect()
+try:
+  start = time.time()
   while time.time() < start + float(sys.argv[2]):
     time.sleep(0.01)
   print("not interrupted")
