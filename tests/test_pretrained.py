@@ -46,6 +46,9 @@ def test_model_card_states_the_sha256_and_the_reference_numbers(name):
   assert raw["sha256"] in card
   assert f"{raw['reference']['psnr']:.2f}" in card
   assert raw["reference"]["command"] in card
+  step_sizes = raw.get("adaptation", {}).get("step_sizes")
+  if step_sizes:  # The learned step sizes are part of the model: the card names their hash.
+    assert pretrained.sha256_of(paths.PRETRAINED_DIR / step_sizes) in card
 
 
 def test_corrupt_weights_are_rejected(tmp_path):

@@ -398,7 +398,7 @@ def _cpu_full_blur_config() -> TableConfig:
                "results/meta_runs/kernel_aware_base) adapted naively (SGD alpha 1.0 and Adam "
                "1e-4, up to 350 steps: Table 2 and Figure 6), IDN-ML meta-trained from it on "
                "unseen-kernel tasks (recipe_kernels, 900 iterations; shipped as idn_x2_blur "
-               "since session 7) with its learned step sizes, the bicubic stage-1 default "
+               "in sessions 7-23) with its learned step sizes, the bicubic stage-1 default "
                "adapted naively, and ZSSR at "
                "its full budget (up to 3,000 iterations). Set5 and Set14 whole, B100 and "
                "Urban100 their first 20 images."),
