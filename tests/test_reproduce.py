@@ -540,6 +540,8 @@ def test_the_validation_screen_holds_out_table_5s_images_and_kernels():
   # Same network, meta run and step-size protocol as Table 5; other images and kernels.
   assert screen.weights == table.weights and screen.meta_runs == table.meta_runs
   assert [m.meta_run for m in screen.methods] == [table.meta_runs[0].name]
+  # A candidate without learned step sizes is adapted at the config's alpha: the caption says so.
+  assert screen.methods[0].alpha is None and f"alpha {screen.alpha:.1f} when" in screen.caption
   tested = {(s.name, i) for s in table.image_sets for i in range(s.first, (s.last or 100) + 1)}
   screened = {(s.name, i) for s in screen.image_sets for i in range(s.first, s.last + 1)}
   assert len(screened) == 20 and not screened & tested

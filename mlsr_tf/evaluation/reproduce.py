@@ -438,7 +438,8 @@ def _cpu_val_blur_config() -> TableConfig:
                "random 5x5 kernel per image from the 1k validation split, kernel known, "
                "whole images of B100 and Urban100 img021-030 (outside Table 5's test "
                "images); the candidate given as recipe_kernels, adapted with its learned "
-               "step sizes."))
+               "step sizes (step_sizes.json beside its weights; plain SGD at alpha 1.0 "
+               "when it has none)."))
 
 
 def _cpu_full_config(table: int) -> TableConfig:
