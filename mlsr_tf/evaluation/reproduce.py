@@ -426,7 +426,8 @@ def _cpu_val_blur_config() -> TableConfig:
   The ``cpu-full`` Table 5 protocol (whole images, x2, kernel known, learned step sizes) on
   held-out data only: B100 and Urban100 images 021-030 (Table 5 tests 001-020) and one kernel
   per image from the 1k validation split (Table 5 draws from the test split).  Give the
-  candidate with ``--meta_weights recipe_kernels=WEIGHTS`` (its step sizes beside it).
+  candidate with ``--meta_weights recipe_kernels=WEIGHTS`` (its step sizes beside it; a
+  candidate without them is adapted by plain SGD at Table 5's alpha).
   """
   full = _cpu_full_blur_config()
   steps = (0, 5, 10)  # The issue's targets are at 5 and 10 steps.
@@ -438,8 +439,8 @@ def _cpu_val_blur_config() -> TableConfig:
                "random 5x5 kernel per image from the 1k validation split, kernel known, "
                "whole images of B100 and Urban100 img021-030 (outside Table 5's test "
                "images); the candidate given as recipe_kernels, adapted with its learned "
-               "step sizes (step_sizes.json beside its weights; plain SGD at alpha 1.0 "
-               "when it has none)."))
+               f"step sizes (step_sizes.json beside its weights; plain SGD at alpha "
+               f"{full.alpha} when it has none)."))
 
 
 def _cpu_full_config(table: int) -> TableConfig:
