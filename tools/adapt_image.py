@@ -15,10 +15,11 @@ Usage:
 
 --model: a shipped model (default: pretrained/default.json), a spec .json, or a registered
 network name together with --weights (any format tools/import_weights.py reads).
---steps/--alpha default to the model card (5 steps and the paper's step size otherwise).
+--steps/--alpha default to the model card (5 steps and the paper's step size otherwise;
+idn_x2_blur's learned step sizes take Set5 at MZSR's g^d_2.0, gaussian:1.41421356, from 32.81
+to 34.16 dB in its 5 default steps: pretrained/MODEL_CARD.md).
 --optimizer adam: plain Adam on the same self-supervised loss; --alpha (its learning rate) is
-then required.  On MZSR's g^d_2.0 (gaussian:1.41421356) idn_x2_blur's 5 learned SGD steps
-take Set5 from 32.81 to 34.16 dB (pretrained/MODEL_CARD.md).
+then required.
 --kernel: the degradation that made the LR (builds LR_down): bicubic | gaussian:SX,SY,THETA |
 FILE.mat | FILE.npy.  --gt: the last stdout line is JSON {"psnr_before", "psnr_after",
 "ssim_after", "steps", "seconds"}; psnr_before is the same network without adaptation.
