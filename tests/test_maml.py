@@ -1,5 +1,6 @@
 """Tests of the meta-learning algorithm (mlsr_tf.meta.maml) on the TensorFlow backend."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -322,6 +323,44 @@ def test_meta_trainer_with_learned_step_sizes_equals_pure_step_and_restores():
   again = backend_tf.MetaTrainer(testing.tiny_sr_net(), [0.5, 0.5], 1e-3, objective=objective)
   again.set_state(state)
   np.testing.assert_allclose(again.step_sizes(), trainer.step_sizes(), rtol=1e-6)
+
+
+def test_max_step_size_bounds_every_learned_step_size():
+  """A step-size learning rate large enough to push past the bound within three updates: the
+  TF trainer and the pure step both end at or below max_step_size, entries under it are
+  untouched by the projection, and a bound with fixed step sizes is refused."""
+  assert maml.log_scale_bounds([0.5, 0.0], 2.0) == [pytest.approx(np.log(4.0)), np.inf]
+  projected = maml.project_log_scales([0.5, 0.25], tf.constant([[2.0, -1.0], [0.0, 5.0]]),
+                                      1.0).numpy()
+  np.testing.assert_allclose(projected, [[np.log(2.0), -1.0], [0.0, np.log(4.0)]], rtol=1e-6)
+  model = testing.tiny_sr_net()
+  batch = {k: v[:, 0] for k, v in
+           _task(np.random.default_rng(12), dtype=np.float32, tasks=2).items()}
+  objective = maml.MetaObjective((0.0, 1.0, 1.0), learn_step_sizes=True,
+                                 step_size_learning_rate=2.0, max_step_size=0.6)
+  objective.validate(2)
+  free = backend_tf.MetaTrainer(model, [0.5, 0.5], 1e-3,
+                                objective=dataclasses.replace(objective, max_step_size=None))
+  bounded = backend_tf.MetaTrainer(testing.tiny_sr_net(), [0.5, 0.5], 1e-3, objective=objective)
+  start = _theta(model) + [tf.zeros((2, len(model.trainable_variables)))]
+  params, state = start, maml.adam_init(start)
+  for step in range(3):
+    free.step(batch)
+    bounded.step(batch)
+    params, state, _ = maml.meta_train_step(B, maml.make_apply_fn(model), params, state,
+                                            _as_tf(batch), [0.5, 0.5], 1e-3, "first",
+                                            objective=objective)
+    if step == 0:  # Same start, same gradient: the bound only clips the free update.
+      assert free.step_sizes().max() > 0.6 and free.step_sizes().min() < 0.6
+      np.testing.assert_allclose(bounded.step_sizes(), np.minimum(free.step_sizes(), 0.6),
+                                 rtol=1e-5)
+    assert bounded.step_sizes().max() <= 0.6 * (1 + 1e-6)
+    assert (0.5 * np.exp(params[-1].numpy())).max() <= 0.6 * (1 + 1e-6)
+  for bad in (0.0, -1.0, float("inf"), True):
+    with pytest.raises(ValueError, match=repr(bad)):
+      dataclasses.replace(objective, max_step_size=bad).validate(2)
+  with pytest.raises(ValueError, match="learn_step_sizes"):
+    maml.MetaObjective(max_step_size=1.0).validate(2)
 
 
 @pytest.mark.parametrize("order", ["first", "second"])

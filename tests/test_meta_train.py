@@ -358,6 +358,18 @@ def test_initial_step_sizes_continue_an_earlier_runs_learned_step_sizes(tmp_path
       step_sizes_lib.load(tmp_path / "second" / meta_train.STEP_SIZES_FILE, model), learned,
       rtol=1e-6)
 
+  # A bound below the file's largest value: the run starts (and saves) them clipped to it,
+  # and a resume with another bound is refused (the bound changes the result).
+  cap = float(np.median(learned))
+  bounded = dataclasses.replace(frozen, workdir=str(tmp_path / "bounded"), max_step_size=cap)
+  meta_train.run(bounded, log=lambda _: None)
+  np.testing.assert_allclose(
+      step_sizes_lib.load(tmp_path / "bounded" / meta_train.STEP_SIZES_FILE, model),
+      np.minimum(learned, cap), rtol=1e-5)
+  with pytest.raises(ValueError, match="max_step_size"):
+    meta_train.run(dataclasses.replace(bounded, iterations=2, max_step_size=None),
+                   log=lambda _: None)
+
   with pytest.raises(ValueError, match="has 2 steps, but the run takes 3 inner steps"):
     meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "x"), inner_steps=3),
                    log=lambda _: None)

@@ -89,6 +89,10 @@ flags.DEFINE_bool("learn_step_sizes", False,
                   "starting at --alpha; saved as WORKDIR/step_sizes.json.")
 flags.DEFINE_float("step_size_learning_rate", 1e-2,
                    "Adam step size of the learned step sizes' log-scales.")
+flags.DEFINE_float("max_step_size", None,
+                   "With --learn_step_sizes: upper bound on every learned step size (they are "
+                   "reused for adaptation steps past --inner_steps, where an unbounded one can "
+                   "diverge).  Default: unbounded.")
 flags.DEFINE_string("anchor_data", None,
                     "Training set (name or folder) of a supervised anchor loss: each iteration "
                     "adds --anchor_weight x L(f(LR), HR) on --batch bicubic patches of it, "
@@ -152,7 +156,7 @@ def main(argv):
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
         step_size_learning_rate=FLAGS.step_size_learning_rate,
-        initial_step_sizes=FLAGS.initial_step_sizes, quantize_lr=FLAGS.quantize_lr,
+        max_step_size=FLAGS.max_step_size, initial_step_sizes=FLAGS.initial_step_sizes, quantize_lr=FLAGS.quantize_lr,
         anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except KeyboardInterrupt:

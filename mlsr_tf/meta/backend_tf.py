@@ -110,6 +110,9 @@ class MetaTrainer:
       rates.append(self.objective.step_size_learning_rate)
     params, state = maml.adam_update([tf.identity(t) for t in self.meta_params], grads, state,
                                      rates)
+    if self.objective.learn_step_sizes:
+      params[-1] = maml.project_log_scales(self.alphas, params[-1],
+                                           self.objective.max_step_size)
     for var, value in zip(self.meta_params, params):
       var.assign(value)
     for var, value in zip(self.m, state.m):

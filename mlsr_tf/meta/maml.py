@@ -242,6 +242,10 @@ class MetaObjective:
       (MAML++'s LSLR; Meta-SGD per tensor), as ``alpha_s * exp(log_scale[s, j])``
       with ``log_scale`` a meta-parameter starting at 0 (so at the given ``alpha``).
     step_size_learning_rate: Adam step size of ``log_scale`` (theta keeps ``beta``).
+    max_step_size: with ``learn_step_sizes``, an upper bound on every learned step size
+      (None: unbounded).  After each update the log-scales are projected onto
+      ``alpha_s * exp(log_scale) <= max_step_size``: step sizes learned for k steps are
+      reused for steps past k, where an unbounded one can make the adaptation diverge.
     anchor_weight: weight of a supervised ``L(f_theta(LR), HR)`` term on a separate anchor
       batch (``anchor_lr``, ``anchor_hr`` in the meta-batch), e.g. patches of the data the
       base network was trained on: it holds the un-adapted network where it was while the
@@ -251,6 +255,7 @@ class MetaObjective:
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
   anchor_weight: float = 0.0
+  max_step_size: float | None = None
 
   def weights(self, inner_steps: int) -> tuple:
     if not self.query_weights:
@@ -270,6 +275,14 @@ class MetaObjective:
                        f"{self.step_size_learning_rate!r}")
     if not (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0):
       raise ValueError(f"anchor_weight must be finite and >= 0, got {self.anchor_weight!r}")
+    if self.max_step_size is not None:
+      if isinstance(self.max_step_size, bool) or not isinstance(
+          self.max_step_size, (int, float)) or not (
+              math.isfinite(self.max_step_size) and self.max_step_size > 0):
+        raise ValueError(f"max_step_size must be finite and > 0, got {self.max_step_size!r}")
+      if not self.learn_step_sizes:
+        raise ValueError(f"max_step_size {self.max_step_size!r} bounds learned step sizes; "
+                         "it needs learn_step_sizes")
 
   def total_weight(self, inner_steps: int) -> float:
     """Sum of all loss weights (the scale of the meta loss relative to one pixel loss)."""
@@ -288,6 +301,24 @@ def effective_step_sizes(alphas: Sequence[float], log_scales):
   dtype = keras.backend.standardize_dtype(log_scales.dtype)
   base = ops.reshape(ops.convert_to_tensor([float(a) for a in alphas], dtype), (-1, 1))
   return base * ops.exp(log_scales)
+
+
+def log_scale_bounds(alphas: Sequence[float], max_step_size: float) -> list:
+  """Upper bounds ``log(max_step_size / alpha_s)`` of each step's log-scales (+inf for a
+  step with ``alpha_s = 0``, which no scale can move)."""
+  return [math.log(float(max_step_size) / float(a)) if float(a) > 0 else math.inf
+          for a in alphas]
+
+
+def project_log_scales(alphas: Sequence[float], log_scales, max_step_size: float | None):
+  """``log_scales`` with every effective step size ``alpha_s * exp(log_scale)`` brought down
+  to at most ``max_step_size`` (unchanged when it is None)."""
+  if max_step_size is None:
+    return log_scales
+  log_scales = ops.convert_to_tensor(log_scales)
+  bounds = ops.convert_to_tensor(log_scale_bounds(alphas, max_step_size),
+                                 keras.backend.standardize_dtype(log_scales.dtype))
+  return ops.minimum(log_scales, ops.reshape(bounds, (-1, 1)))
 
 
 def task_meta_gradient(backend: GradientBackend, apply_fn, theta, lr_down, lr, hr,
@@ -496,5 +527,7 @@ def meta_train_step(backend: GradientBackend, apply_fn, meta_params, adam_state:
   if objective.learn_step_sizes:
     rates.append(objective.step_size_learning_rate)
   meta_params, adam_state = adam_update(meta_params, grads, adam_state, rates)
+  if objective.learn_step_sizes:
+    meta_params[-1] = project_log_scales(alphas, meta_params[-1], objective.max_step_size)
   metrics = dict(metrics, meta_loss=meta_loss)
   return meta_params, adam_state, metrics

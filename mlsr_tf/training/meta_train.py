@@ -95,6 +95,8 @@ class MetaTrainConfig:
   query_weights: tuple = ()
   learn_step_sizes: bool = False
   step_size_learning_rate: float = 1e-2
+  # Upper bound on every learned step size (None: unbounded); see maml.MetaObjective.
+  max_step_size: float | None = None
   # A step-size file (mlsr_tf.meta.step_sizes) to start the learned step sizes from instead
   # of `alpha` (to continue an earlier run's learning in a new work directory).
   initial_step_sizes: str | None = None
@@ -113,7 +115,8 @@ class MetaTrainConfig:
 
   def objective(self) -> maml.MetaObjective:
     return maml.MetaObjective(tuple(self.query_weights), self.learn_step_sizes,
-                              self.step_size_learning_rate, self.anchor_weight)
+                              self.step_size_learning_rate, self.anchor_weight,
+                              self.max_step_size)
 
   def validate(self) -> None:
     """Raises ValueError (repeating the value) for inconsistent settings."""
@@ -375,7 +378,7 @@ RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data"
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
                  "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
-                 "initial_step_sizes", "anchor_data", "anchor_weight", "anchor_degradation",
+                 "max_step_size", "initial_step_sizes", "anchor_data", "anchor_weight", "anchor_degradation",
                  "quantize_lr")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
@@ -397,7 +400,8 @@ def set_initial_step_sizes(trainer, config: MetaTrainConfig) -> None:
     raise ValueError(f"step-size file {str(path)!r}: learned step sizes start from positive "
                      f"values and a positive --alpha (got alpha {config.alpha!r})")
   state = trainer.get_state()
-  state["log_scales"] = np.log(matrix / alphas[:, None]).astype(np.float32)
+  state["log_scales"] = np.asarray(maml.project_log_scales(
+      alphas, np.log(matrix / alphas[:, None]).astype(np.float32), config.max_step_size))
   trainer.set_state(state)
 
 
