@@ -156,7 +156,8 @@ def main(argv):
         query_weights=tuple(_floats("query_weights")),
         learn_step_sizes=FLAGS.learn_step_sizes,
         step_size_learning_rate=FLAGS.step_size_learning_rate,
-        max_step_size=FLAGS.max_step_size, initial_step_sizes=FLAGS.initial_step_sizes, quantize_lr=FLAGS.quantize_lr,
+        max_step_size=FLAGS.max_step_size, initial_step_sizes=FLAGS.initial_step_sizes,
+        quantize_lr=FLAGS.quantize_lr,
         anchor_data=FLAGS.anchor_data, anchor_weight=FLAGS.anchor_weight)
     result = meta_train.run(config, log=lambda line: print(line, flush=True))
   except KeyboardInterrupt:

@@ -275,14 +275,13 @@ class MetaObjective:
                        f"{self.step_size_learning_rate!r}")
     if not (math.isfinite(self.anchor_weight) and self.anchor_weight >= 0):
       raise ValueError(f"anchor_weight must be finite and >= 0, got {self.anchor_weight!r}")
-    if self.max_step_size is not None:
-      if isinstance(self.max_step_size, bool) or not isinstance(
-          self.max_step_size, (int, float)) or not (
-              math.isfinite(self.max_step_size) and self.max_step_size > 0):
-        raise ValueError(f"max_step_size must be finite and > 0, got {self.max_step_size!r}")
+    bound = self.max_step_size
+    if bound is not None:
+      if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
+        raise ValueError(f"max_step_size must be finite and > 0, got {bound!r}")
       if not self.learn_step_sizes:
-        raise ValueError(f"max_step_size {self.max_step_size!r} bounds learned step sizes; "
-                         "it needs learn_step_sizes")
+        raise ValueError(f"max_step_size {bound!r} bounds learned step sizes; it needs "
+                         "learn_step_sizes")
 
   def total_weight(self, inner_steps: int) -> float:
     """Sum of all loss weights (the scale of the meta loss relative to one pixel loss)."""
