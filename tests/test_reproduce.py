@@ -140,10 +140,34 @@ def test_adam_on_the_meta_trained_network_uses_its_own_rate_not_the_sgd_step_siz
         "x", "meta", (0, 5), "recipe_kernels", optimizer="adam"),)).validate()
 
 
+def test_the_shipped_blur_model_has_its_own_table_5_row_with_a_shorter_curve():
+  t5 = reproduce.table_config(5, "cpu-full")
+  by_label = {m.label: m for m in t5.methods}
+  shipped = by_label["IDN-ML (shipped idn_x2_blur)"]
+  assert (shipped.kind, shipped.meta_run, shipped.weights) == (
+      "meta", "", reproduce.SHIPPED_BLUR_WEIGHTS)
+  weights = {"recipe_kernels": str(REPO / "results" / "meta_runs" / "recipe_kernels"
+                                   / "model.weights.h5")}
+  keys = {label: reproduce._method_runner(  # pylint: disable=protected-access
+      t5, by_label[label], weights, {}, print, build=False)[0]
+          for label in ("IDN-ML (kernels)", "IDN-ML (shipped idn_x2_blur)")}
+  from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
+  ship = keys["IDN-ML (shipped idn_x2_blur)"]
+  assert ship["weights_sha256"] == pretrained.sha256_of(
+      REPO / "pretrained" / "idn_x2_blur.weights.h5")
+  assert ship["step_sizes_sha256"] == pretrained.sha256_of(
+      REPO / "pretrained" / "idn_x2_blur.step_sizes.json")
+  assert ship["weights_sha256"] != keys["IDN-ML (kernels)"]["weights_sha256"]
+  assert max(ship["reads"]) == 100 and max(keys["IDN-ML (kernels)"]["reads"]) == 350
+
+
 def test_new_method_fields_at_their_default_keep_old_cache_keys():
   method_fields = reproduce._method_fields  # pylint: disable=protected-access
   fields = method_fields(reproduce.Method("x", "finetune"))
-  assert "optimizer" not in fields and fields["label"] == "x"
+  assert "optimizer" not in fields and "max_curve_step" not in fields
+  assert fields["label"] == "x"
+  assert method_fields(reproduce.Method("x", "meta", weights="w", max_curve_step=9)
+                       )["max_curve_step"] == 9
   adam = method_fields(reproduce.Method("x", "finetune", optimizer="adam"))
   assert adam["optimizer"] == "adam"
   with pytest.raises(ValueError, match="'rmsprop'"):
@@ -212,6 +236,10 @@ def test_paper_configs_follow_the_paper():
     (dict(image_sets=(reproduce.ImageSet("Set7"),)), "Set7"),
     (dict(methods=(reproduce.Method("X", "magic"),)), "magic"),
     (dict(methods=(reproduce.Method("X", "meta", (0,), "nope"),)), "nope"),
+    (dict(methods=(reproduce.Method("X", "meta", (0,)),)), "meta run ''"),
+    (dict(methods=(reproduce.Method("X", "meta", (0,), weights="w", max_curve_step=-1),)),
+     "max_curve_step.*-1"),
+    (dict(methods=(reproduce.Method("X", "finetune", (0,), max_curve_step=True),)), "True"),
     (dict(methods=(reproduce.Method("X", "finetune", (-1,)),)), "-1"),
     (dict(zssr=dict(max_iters=0)), "0"), (dict(zssr=dict(bogus=1)), "bogus"),
 ])
@@ -304,6 +332,17 @@ def test_tiny_end_to_end_table(tmp_path):
   assert again["meta"]["m"]["trained_here"] is False
   assert again["results"]["Net-ML"]["Set5"]["psnr"] == pytest.approx(
       results["Net-ML"]["Set5"]["psnr"])
+  # A meta row that names a finished checkpoint (a shipped model) instead of a run scores
+  # the same network the same way; its curve stops at max_curve_step.
+  given = dataclasses.replace(config, methods=(reproduce.Method(
+      "Net-ML file", "meta", (0, 2), weights=str(tmp_path / "work" / "m" / "model.weights.h5"),
+      max_curve_step=1),))
+  third = reproduce.run_table(given, tmp_path / "work", tmp_path / "out3", log=lambda s: None)
+  assert third["meta"] == {}  # No run trained or named.
+  psnr = third["results"]["Net-ML file"]["Set5"]["psnr"]
+  assert set(psnr) == {0, 1, 2}  # 3 is on the table's curve but past max_curve_step.
+  assert psnr == pytest.approx({k: v for k, v in results["Net-ML"]["Set5"]["psnr"].items()
+                                if k in psnr})
 
 
 @pytest.mark.slow

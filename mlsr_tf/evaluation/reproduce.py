@@ -112,10 +112,14 @@ class Method:
 
   ``kind``: one of METHOD_KINDS; ``steps``: adaptation step counts reported (rows);
   ``meta_run``: name of the MetaRun whose weights a ``meta`` method uses (with its learned
-  step sizes, when the run learned them); ``alpha``: this method's test-time step size
+  step sizes, when the run learned them); a ``meta`` method without one names a finished
+  meta-trained checkpoint in ``weights`` instead (e.g. a shipped model, with the learned
+  step sizes saved beside it); ``alpha``: this method's test-time step size
   (None: the table's); ``model``/``weights``: another network than the table's (e.g. the
   imported IDN-Caffe for ``idn_protocol``, scored under the IDN authors' protocol,
-  :mod:`mlsr_tf.evaluation.idn_protocol`).
+  :mod:`mlsr_tf.evaluation.idn_protocol`); ``max_curve_step``: the table's curve is read
+  out only up to this step count for this method (0: the whole curve), for rows whose
+  longest read-outs would cost more than they tell.
   """
   label: str
   kind: str
@@ -125,6 +129,7 @@ class Method:
   model: str = ""
   weights: str = ""
   optimizer: str = "sgd"  # Test-time optimizer of adapting methods: "sgd" or "adam".
+  max_curve_step: int = 0
 
 
 @dataclasses.dataclass
@@ -198,9 +203,14 @@ class TableConfig:
       if method.optimizer == "adam" and method.alpha is None:
         raise ValueError(f"method {method.label!r}: Adam needs its own learning rate "
                          f"(alpha), got alpha={method.alpha!r}")
-      if method.kind == "meta" and method.meta_run not in run_names:
+      if method.kind == "meta" and method.meta_run not in run_names and \
+          (method.meta_run or not method.weights):
         raise ValueError(f"method {method.label!r} uses meta run {method.meta_run!r}, "
-                         f"not one of {run_names!r}")
+                         f"not one of {run_names!r} (or no run and its own weights)")
+      if isinstance(method.max_curve_step, bool) or \
+          not isinstance(method.max_curve_step, int) or method.max_curve_step < 0:
+        raise ValueError(f"method {method.label!r}: max_curve_step must be a non-negative "
+                         f"integer, got {method.max_curve_step!r}")
     for run in self.meta_runs:
       from mlsr_tf.data import tasks  # pylint: disable=g-import-not-at-top
       if run.degradation not in tasks.DEGRADATION_KINDS:
@@ -367,6 +377,9 @@ def _recipe_run(name: str, data) -> MetaRun:
 # idn_x2_blur until session 7, when its kernel meta-trained successor replaced it): Table 5's
 # conventionally trained network and the kernel recipe's starting point.
 BLUR_WEIGHTS = "{repo}/results/meta_runs/kernel_aware_base/model.weights.h5"
+# The blur model shipped now (its learned step sizes beside it); the sha256 of both keys the
+# cached scores, so shipping another model recomputes its row.
+SHIPPED_BLUR_WEIGHTS = "{repo}/pretrained/idn_x2_blur.weights.h5"
 CPU_FULL_BLUR_STEPS = (0, 5, 20, 100)
 CPU_FULL_FINETUNE_STEPS = (0, 5, 20, 100, 350)  # 350: Figure 6's "5 ML steps ~ 350 naive".
 
@@ -398,9 +411,10 @@ def _cpu_full_blur_config() -> TableConfig:
                "results/meta_runs/kernel_aware_base) adapted naively (SGD alpha 1.0 and Adam "
                "1e-4, up to 350 steps: Table 2 and Figure 6), IDN-ML meta-trained from it on "
                "unseen-kernel tasks (recipe_kernels, 900 iterations; shipped as idn_x2_blur "
-               "in sessions 7-23) with its learned step sizes, the bicubic stage-1 default "
-               "adapted naively, and ZSSR at "
-               "its full budget (up to 3,000 iterations). Set5 and Set14 whole, B100 and "
+               "in sessions 7-23) with its learned step sizes, the shipped idn_x2_blur "
+               "(meta-trained longer, pretrained/MODEL_CARD.md) with its learned step sizes "
+               "(curve to 100 steps), the bicubic stage-1 default adapted naively, and ZSSR "
+               "at its full budget (up to 3,000 iterations). Set5 and Set14 whole, B100 and "
                "Urban100 their first 20 images."),
       meta_runs=(run,),
       methods=(Method("Bicubic", "bicubic"),
@@ -417,6 +431,8 @@ def _cpu_full_blur_config() -> TableConfig:
                # g^d_2.0, lr 1e-4 as chosen there) instead of its learned SGD steps.
                Method("IDN-ML (kernels) + Adam", "meta", CPU_FULL_BLUR_STEPS, run.name,
                       alpha=1e-4, optimizer="adam"),
+               Method("IDN-ML (shipped idn_x2_blur)", "meta", CPU_FULL_BLUR_STEPS,
+                      weights=SHIPPED_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
                Method("ZSSR", "zssr")))
 
 
@@ -785,7 +801,7 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
   runners = {}
   models = {}  # (model, weights, channels) -> built model, shared by methods.
   for method in config.methods:
-    if method.kind == "meta" and method.meta_run not in meta_weights:
+    if method.kind == "meta" and method.meta_run and method.meta_run not in meta_weights:
       log(f"{method.label}: no weights of meta run {method.meta_run!r} yet; skipped")
       continue
     runners[method.label] = _method_runner(config, method, meta_weights, models, log,
@@ -821,7 +837,7 @@ def run_table(config: TableConfig, workdir, out_dir, meta_weights: dict | None =
 
 # Method fields added after per-image caches existed: left out of the fingerprint at their
 # default, so that the caches written before them stay valid.
-_LATER_METHOD_FIELDS = {"optimizer": "sgd"}
+_LATER_METHOD_FIELDS = {"optimizer": "sgd", "max_curve_step": 0}
 
 
 def _method_fields(method: Method) -> dict:
@@ -840,8 +856,9 @@ def _method_runner(config: TableConfig, method: Method, meta_weights: dict, mode
   fields, the table's data and protocol settings, the sha256 of its weights and learned
   step sizes.  ``models`` caches built networks by (name, weights, channels).
   """
-  reads = sorted(set(method.steps) | set(config.curve_steps)) \
-      if method.kind in ADAPTING_KINDS else [0]
+  curve = [c for c in config.curve_steps
+           if not method.max_curve_step or c <= method.max_curve_step]
+  reads = sorted(set(method.steps) | set(curve)) if method.kind in ADAPTING_KINDS else [0]
   alpha = config.alpha if method.alpha is None else method.alpha
   fingerprint = {"method": _method_fields(method), "scale": config.scale,
                  "crop": config.crop, "degradation": config.degradation, "alpha": alpha,
@@ -855,8 +872,10 @@ def _method_runner(config: TableConfig, method: Method, meta_weights: dict, mode
     return fingerprint, (_single_compute(_zssr_upscaler(config, log)) if build else None)
   from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
   name = method.model or config.model
-  weights = meta_weights[method.meta_run] if method.kind == "meta" else \
-      _resolve_weights(method.weights or config.weights, config.data_root)
+  if method.kind == "meta" and method.meta_run:
+    weights = meta_weights[method.meta_run]
+  else:
+    weights = _resolve_weights(method.weights or config.weights, config.data_root)
   fingerprint.update(model=name, weights_sha256=pretrained.sha256_of(weights))
   # Learned step sizes are SGD's (Algorithm 2); an Adam row uses its own learning rate.
   step_sizes_path = (meta_step_sizes_path(weights)
