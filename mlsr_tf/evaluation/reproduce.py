@@ -59,6 +59,11 @@ STAGE1_WEIGHTS = "{repo}/pretrained/idn_x2.weights.h5"  # The shipped default (s
 # ----------------------------------------------------------------------------- configs
 
 
+def _is_count(value, least: int = 0) -> bool:
+  """An int (not a bool) of at least ``least``: step counts, sizes, iterations."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 @dataclasses.dataclass
 class ImageSet:
   """Images of a benchmark: ``first..last`` (1-based, inclusive, file order; 0 = end)."""
@@ -162,7 +167,7 @@ class TableConfig:
     if self.degradation not in EVAL_DEGRADATIONS:
       raise ValueError(f"unknown degradation {self.degradation!r}; expected one of "
                        f"{EVAL_DEGRADATIONS}")
-    if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 0:
+    if not _is_count(self.crop):
       raise ValueError(f"crop must be a non-negative integer, got {self.crop!r}")
     if self.crop and self.crop % self.scale:
       raise ValueError(f"crop {self.crop} must be a multiple of the scale {self.scale}")
@@ -190,8 +195,7 @@ class TableConfig:
       if method.kind not in METHOD_KINDS:
         raise ValueError(f"unknown method kind {method.kind!r}; expected one of "
                          f"{METHOD_KINDS}")
-      if not method.steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0
-                                 for s in method.steps):
+      if not method.steps or not all(_is_count(s) for s in method.steps):
         raise ValueError(f"method {method.label!r}: steps must be non-negative integers, "
                          f"got {method.steps!r}")
       if method.optimizer not in ("sgd", "adam"):
@@ -203,12 +207,12 @@ class TableConfig:
       if method.optimizer == "adam" and method.alpha is None:
         raise ValueError(f"method {method.label!r}: Adam needs its own learning rate "
                          f"(alpha), got alpha={method.alpha!r}")
-      if method.kind == "meta" and method.meta_run not in run_names and \
-          (method.meta_run or not method.weights):
+      # A meta row scores a run of this table, or (no run) a finished checkpoint.
+      if method.kind == "meta" and not (method.meta_run in run_names or
+                                        (not method.meta_run and method.weights)):
         raise ValueError(f"method {method.label!r} uses meta run {method.meta_run!r}, "
                          f"not one of {run_names!r} (or no run and its own weights)")
-      if isinstance(method.max_curve_step, bool) or \
-          not isinstance(method.max_curve_step, int) or method.max_curve_step < 0:
+      if not _is_count(method.max_curve_step):
         raise ValueError(f"method {method.label!r}: max_curve_step must be a non-negative "
                          f"integer, got {method.max_curve_step!r}")
     for run in self.meta_runs:
@@ -217,10 +221,10 @@ class TableConfig:
         raise ValueError(f"meta run {run.name!r}: unknown degradation {run.degradation!r}")
       for name in ("patch", "batch", "inner_steps", "iterations"):
         value = getattr(run, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_count(value, 1):
           raise ValueError(f"meta run {run.name!r}: {name} must be a positive integer, "
                            f"got {value!r}")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.curve_steps):
+    if not all(_is_count(s) for s in self.curve_steps):
       raise ValueError(f"curve_steps must be non-negative integers, got {self.curve_steps!r}")
     from mlsr_tf.evaluation import zssr as zssr_lib  # pylint: disable=g-import-not-at-top
     try:
@@ -1179,8 +1183,7 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
   config = table_config(table, preset)
   config = _select(config, sets, methods)
   if meta_iterations is not None:
-    if isinstance(meta_iterations, bool) or not isinstance(meta_iterations, int) or \
-        meta_iterations < 1:
+    if not _is_count(meta_iterations, 1):
       raise ValueError(f"meta_iterations must be a positive integer, got {meta_iterations!r}")
     config.meta_runs = tuple(dataclasses.replace(r, iterations=meta_iterations)
                              for r in config.meta_runs)
@@ -1190,7 +1193,7 @@ def run(table: int, preset: str, workdir, out_dir=None, meta_weights: dict | Non
     config.alpha = alpha
   if steps is not None:
     steps = tuple(steps)
-    if not steps or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in steps):
+    if not steps or not all(_is_count(c) for c in steps):
       raise ValueError(f"steps must be non-negative integers, got {list(steps)!r}")
     steps = tuple(sorted(set(steps)))
     config.methods = tuple(dataclasses.replace(m, steps=steps) if m.kind in ADAPTING_KINDS
