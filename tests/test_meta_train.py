@@ -181,6 +181,29 @@ def test_anchor_degradation_makes_the_anchor_lr_with_the_given_blurs(tmp_path, d
     dataclasses.replace(config, anchor_degradation="blurry").validate()
 
 
+def test_sigma_min_aims_the_tasks_at_heavy_blur_and_the_anchor_keeps_every_blur(
+    tmp_path, data_dir):
+  config = _config(tmp_path / "a", data_dir, degradation="gaussian", sigma_min=1.7,
+                   sigma_max=3.0, anchor_data=str(data_dir), anchor_weight=1.0,
+                   anchor_degradation="gaussian")
+  config.validate()
+  rng = np.random.default_rng(0)
+
+  def drawn_sigmas(sampler):  # Names are gaussian_SX_SY_THETA.
+    names = [sampler.distribution.sample(rng).name for _ in range(300)]
+    return np.array([[float(v) for v in name.split("_")[1:3]] for name in names])
+  tasks_sigmas = drawn_sigmas(meta_train.make_task_sampler(config, 3))
+  anchor_sigmas = drawn_sigmas(meta_train.make_anchor_sampler(config, 3))
+  assert 1.7 <= tasks_sigmas.min() and tasks_sigmas.max() <= 3.0
+  assert anchor_sigmas.min() < 0.5 and anchor_sigmas.max() > 2.5
+  # Left at its default, the tasks are the ones runs drew before sigma_min existed.
+  default = _config(tmp_path / "b", data_dir, degradation="gaussian")
+  assert meta_train.make_task_sampler(default, 3).distribution.sigma_range == (0.2, 3.0)
+  for bad in (0.0, -1.0, float("nan"), 3.5):
+    with pytest.raises(ValueError, match=f"got {bad!r}"):
+      dataclasses.replace(config, sigma_min=bad).validate()
+
+
 def test_tool_bad_input_exits_2(tmp_path):
   done = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model", "tiny",
@@ -192,15 +215,19 @@ def test_tool_bad_input_exits_2(tmp_path):
   assert last.startswith("error:") and "missing" in last
 
 
-def test_tool_bad_mixture_weights_exit_2_with_the_value(tmp_path, data_dir):
+@pytest.mark.parametrize("flags,value", [
+    (["--mixture_weights", "1,2"], "'1,2'"),
+    (["--sigma_min", "5", "--sigma_max", "4"], "got 5.0"),
+])
+def test_tool_bad_task_flags_exit_2_with_the_value(tmp_path, data_dir, flags, value):
   done = subprocess.run(
       [sys.executable, os.path.join(REPO_ROOT, "tools", "meta_train.py"), "--model", "tiny",
        "--data", str(data_dir), "--workdir", str(tmp_path / "w"), "--iterations", "1",
-       "--patch", "16", "--mixture_weights", "1,2"],
+       "--patch", "16"] + flags,
       capture_output=True, text=True, timeout=300, check=False)
   assert done.returncode == 2, done.stderr[-2000:]
   last = done.stderr.strip().splitlines()[-1]
-  assert last.startswith("error:") and "'1,2'" in last
+  assert last.startswith("error:") and value in last
   assert not (tmp_path / "w" / "model.weights.h5").exists()
 
 

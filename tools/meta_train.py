@@ -56,6 +56,8 @@ flags.DEFINE_enum("degradation", "mixed", ["bicubic", "random5x5", "gaussian", "
 flags.DEFINE_string("mixture_weights", None,
                     "For --degradation mixed: weights of bicubic,random5x5,gaussian, e.g. 2,1,1 "
                     "(default: uniform).")
+flags.DEFINE_float("sigma_min", 0.2, "Smallest Gaussian sigma of the tasks (gaussian / mixed; "
+                   "the anchor keeps 0.2).")
 flags.DEFINE_float("sigma_max", 3.0, "Largest Gaussian sigma (gaussian / mixed).")
 flags.DEFINE_enum("order", "first", ["first", "second"], "Meta-gradient order.")
 flags.DEFINE_enum("loss", "l2", ["l2", "l1"], "Pixel loss.")
@@ -142,7 +144,8 @@ def main(argv):
         batch=FLAGS.batch, patches_per_task=FLAGS.patches_per_task,
         inner_steps=FLAGS.inner_steps, alpha=FLAGS.alpha, beta=FLAGS.beta,
         iterations=FLAGS.iterations, degradation=FLAGS.degradation,
-        mixture_weights=FLAGS.mixture_weights, sigma_max=FLAGS.sigma_max,
+        mixture_weights=FLAGS.mixture_weights, sigma_min=FLAGS.sigma_min,
+        sigma_max=FLAGS.sigma_max,
         order=FLAGS.order, loss=FLAGS.loss, pixel_range=FLAGS.pixel_range,
         validate_every=FLAGS.validate_every, validation=FLAGS.validation,
         validation_images=FLAGS.validation_images, validation_size=FLAGS.validation_size,

@@ -67,6 +67,10 @@ class MetaTrainConfig:
   iterations: int = 1000
   degradation: str = "mixed"
   mixture_weights: str | None = None  # "bicubic,random5x5,gaussian" weights for "mixed".
+  # Gaussian sigma range of the tasks (HR pixels).  A larger sigma_min aims the tasks at heavy
+  # blur; the anchor and the random 5x5 pool keep their own ranges (tasks.DEFAULT_SIGMA_RANGE
+  # starts at 0.2), so the un-adapted network stays trained on every blur.
+  sigma_min: float = 0.2
   sigma_max: float = 3.0
   order: str = "first"
   loss: str = "l2"
@@ -135,6 +139,9 @@ class MetaTrainConfig:
       value = getattr(self, name)
       if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if not 0 < self.sigma_min <= self.sigma_max:
+      raise ValueError(f"sigma_min must satisfy 0 < sigma_min <= sigma_max = {self.sigma_max!r}, "
+                       f"got {self.sigma_min!r}")
     if self.patch % (self.scale * self.scale):
       raise ValueError(f"patch {self.patch} must be a multiple of scale^2 = "
                        f"{self.scale * self.scale}")
@@ -225,8 +232,7 @@ def make_task_sampler(config: MetaTrainConfig, channels: int):
   return tasks.TaskSampler.from_paths(
       files, config.patch, config.scale, kind=config.degradation, channels=channels,
       seed=config.seed, patches_per_task=config.patches_per_task,
-      quantize_lr=config.quantize_lr,
-      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
+      quantize_lr=config.quantize_lr, sigma_range=(config.sigma_min, config.sigma_max),
       mixture_weights=config.mixture_weights)
 
 
@@ -282,7 +288,7 @@ def validation_set(config: MetaTrainConfig, channels: int) -> dict:
   root = paths.data_root(config.data_root)
   distribution = tasks.DegradationDistribution(
       config.degradation, config.scale, split="validation",
-      sigma_range=(tasks.DEFAULT_SIGMA_RANGE[0], config.sigma_max),
+      sigma_range=(config.sigma_min, config.sigma_max),
       mixture_weights=config.mixture_weights)
   fixed = {spec: degradation_lib.parse_degradation(spec, config.scale)
            for spec in config.validation_degradations}
@@ -376,8 +382,8 @@ def save_step_sizes(trainer, path: pathlib.Path) -> None:
 # validation settings -- may differ).
 RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data", "patch",
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
-                 "mixture_weights", "sigma_max", "order", "loss", "pixel_range", "seed",
-                 "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
+                 "mixture_weights", "sigma_min", "sigma_max", "order", "loss", "pixel_range",
+                 "seed", "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
                  "max_step_size", "initial_step_sizes", "anchor_data", "anchor_weight",
                  "anchor_degradation", "quantize_lr")
 # The work directory's outputs besides checkpoint/ (the weights first).
