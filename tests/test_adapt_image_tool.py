@@ -107,6 +107,10 @@ def _bad_cases(work, tmp):
       (["--input", lr, "--bogus_flag", "1"], "bogus_flag"),
       (["--input", lr, "--model", spec, "--optimizer", "adam"], "needs --alpha"),
       (["--input", lr, "--model", spec, "--optimizer", "lbfgs"], "lbfgs"),
+      (["--input", lr, "--model", spec, "--step_sizes", str(tmp / "s.json"), "--alpha", "0.1"],
+       "replace --alpha"),
+      (["--input", lr, "--model", spec, "--step_sizes", str(tmp / "missing.json")],
+       "missing.json' does not exist"),
   ]
 
 

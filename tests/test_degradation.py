@@ -105,6 +105,31 @@ def test_random_kernels_and_splits():
     deg.kernel_split("val")
 
 
+def test_kernel_sigma_reference_values_and_tf_twin():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cases = [
+      (deg.gaussian_kernel(25, 2.0), 2.0),  # Isotropic, untruncated: sigma itself.
+      (deg.gaussian_kernel(31, 1.6, 1.2, 0.4), math.sqrt((1.6 ** 2 + 1.2 ** 2) / 2)),
+      (deg.gaussian_kernel(31, 1.6, 1.2, 1.9), math.sqrt((1.6 ** 2 + 1.2 ** 2) / 2)),
+      (np.pad(np.ones((1, 1)), 3), 0.0),  # A delta: no blur.
+      (np.array([[1.0, 1.0]]), 0.5 / math.sqrt(2)),  # Two taps: variance 1/4 along x only.
+  ]
+  for kernel, expected in cases:
+    assert deg.kernel_sigma(kernel) == pytest.approx(expected, abs=1e-6)
+    assert float(deg.kernel_sigma_tf(tf.constant(kernel, tf.float32))) == pytest.approx(
+        expected, abs=1e-5)
+  # Scale-free in the kernel's values; shifted off-centre, the width is unchanged.
+  kernel = deg.gaussian_kernel(15, 1.3)
+  assert deg.kernel_sigma(7 * kernel) == pytest.approx(1.3, abs=1e-4)
+  assert deg.kernel_sigma(np.pad(kernel, ((0, 4), (4, 0)))) == pytest.approx(1.3, abs=1e-4)
+  # The random 5x5 kernels stay below the 1.35 band of the shipped blur model's step sizes.
+  widths = [deg.kernel_sigma(k) for k in deg.kernel_split("test")]
+  assert 1.2 < max(widths) < 1.3
+  assert float(deg.kernel_sigma_tf(tf.zeros((0, 0)))) == 0.0  # The bicubic request.
+  with pytest.raises(ValueError, match="all zeros"):
+    deg.kernel_sigma(np.zeros((3, 3)))
+
+
 def test_load_kernel_formats(tmp_path):
   k = deg.gaussian_kernel(5, 1.0, 2.0, 0.5)
   np.save(tmp_path / "k.npy", k * 3)

@@ -256,6 +256,35 @@ def test_adapt_learned_signature_uses_the_learned_step_sizes(tmp_path, inputs):
   assert np.abs(expected - uniform).max() > 1e-4  # The rows differ in effect.
 
 
+def test_adapt_learned_chooses_banded_step_sizes_by_the_request_kernel(tmp_path, inputs):
+  """Step sizes banded by kernel width: the signature computes the kernel's width in the
+  graph and uses the band's matrix, as the library does (bicubic: the base matrix)."""
+  from mlsr_tf.meta import step_sizes  # pylint: disable=g-import-not-at-top
+  model = registry.build_model("tiny", scale=2)
+  count = len(model.trainable_variables)
+  step_sizes.save(tmp_path / "b.json", model, np.full((2, count), 0.05), bands=[
+      (1.35, np.full((1, count), 0.3))])
+  banded = step_sizes.load(tmp_path / "b.json", model)
+  target = export.export_savedmodel(model, tmp_path / "m" / "1", 2, step_sizes=banded)
+  loaded = tf.saved_model.load(target)
+  assert export.LEARNED_SIGNATURE in loaded.signatures
+  lr, _ = inputs
+  narrow, wide = deg.gaussian_kernel(7, 1.0), deg.gaussian_kernel(13, 2.0)
+  for kernel, degradation, matrix in [
+      (np.zeros((0, 0)), deg.bicubic(2), banded.base),
+      (narrow, deg.from_kernel(narrow, 2), banded.base),
+      (wide, deg.from_kernel(wide, 2), banded.bands[0][1])]:
+    served = loaded.signatures["adapt_learned"](
+        lr=tf.constant(lr), steps=tf.constant(3, tf.int32),
+        kernel=tf.constant(kernel, tf.float32))["sr"].numpy()
+    np.testing.assert_allclose(served[0], adaptation.adapt(model, lr[0], degradation, 3, matrix),
+                               atol=1e-4)
+  wide_degradation = deg.from_kernel(wide, 2)
+  assert np.abs(adaptation.adapt(model, lr[0], wide_degradation, 3, banded.base)
+                - adaptation.adapt(model, lr[0], wide_degradation, 3,
+                                   banded.bands[0][1])).max() > 1e-3
+
+
 def test_kill_during_export_leaves_staging_that_the_next_export_removes(exported, tmp_path):
   """SIGKILL after the SavedModel is written but before its rename into place."""
   import fault_injection  # pylint: disable=g-import-not-at-top

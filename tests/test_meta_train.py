@@ -403,7 +403,13 @@ def test_initial_step_sizes_continue_an_earlier_runs_learned_step_sizes(tmp_path
   with pytest.raises(ValueError, match="need learned step sizes"):
     meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "y"),
                                        learn_step_sizes=False), log=lambda _: None)
-  assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+  # A file banded by kernel width holds several matrices: a run starts from one.
+  banded_path = tmp_path / "banded.step_sizes.json"
+  step_sizes_lib.save(banded_path, model, learned, bands=[(1.5, learned / 2)])
+  with pytest.raises(ValueError, match="banded.step_sizes.json' has bands by kernel width"):
+    meta_train.run(dataclasses.replace(second, workdir=str(tmp_path / "z"),
+                                       initial_step_sizes=str(banded_path)), log=lambda _: None)
+  assert not any((tmp_path / name).exists() for name in "xyz")
 
 
 def test_quantize_lr_rounds_validation_lr_and_a_resume_must_keep_it(tmp_path, data_dir):

@@ -8,6 +8,8 @@ Usage:
   python tools/adapt_image.py --input lr.png --kernel kernel_x2.mat --crops 4 --crop_size 64
   python tools/adapt_image.py --input lr.png --model idn_x2_blur --kernel gaussian:1.41421356 \
       --steps 10 --optimizer adam --alpha 1e-4   # Adam instead of the learned SGD steps
+  python tools/adapt_image.py --input lr.png --model idn_x2_blur --kernel gaussian:1.41421356 \
+      --step_sizes pretrained/idn_x2_blur.step_sizes.json   # one step-size matrix for all kernels
   python tools/adapt_image.py --input big.png --tile 128           # tiled final forward pass
   python tools/adapt_image.py --input_dir in/ --output_dir out/    # every image of a folder
   python tools/adapt_image.py --input lr.png --model idn_caffe \\
@@ -50,6 +52,9 @@ _SCALE = flags.DEFINE_integer("scale", None, "Upscaling factor (default: the mod
 _STEPS = flags.DEFINE_integer("steps", None, "Adaptation steps (default: model card).")
 _ALPHA = flags.DEFINE_float("alpha", None, "SGD step size, [0, 1] pixels (default: model card); "
                             "with --optimizer adam its learning rate (required).")
+_STEP_SIZES = flags.DEFINE_string(
+    "step_sizes", None, "Learned step-size file (default: the model card's; excludes --alpha), "
+    "e.g. pretrained/idn_x2_blur.step_sizes.json: one matrix for every kernel.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", list(adapt_image.OPTIMIZERS),
                                "Adaptation optimizer: sgd (MLSR, the model card's step sizes) "
                                "or adam (plain Adam on the same loss, e.g. --alpha 1e-4).")
@@ -77,7 +82,7 @@ def main(argv):
   config = adapt_image.AdaptImageConfig(
       input=_INPUT.value, output=_OUTPUT.value, input_dir=_INPUT_DIR.value,
       output_dir=_OUTPUT_DIR.value, model=_MODEL.value, weights=_WEIGHTS.value,
-      scale=_SCALE.value, steps=_STEPS.value, alpha=_ALPHA.value,
+      scale=_SCALE.value, steps=_STEPS.value, alpha=_ALPHA.value, step_sizes=_STEP_SIZES.value,
       optimizer=_OPTIMIZER.value, kernel=_KERNEL.value,
       crops=_CROPS.value, crop_size=_CROP_SIZE.value, tile=_TILE.value,
       overlap=_OVERLAP.value, gt=_GT.value, seed=_SEED.value, quiet=_QUIET.value,

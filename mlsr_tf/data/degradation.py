@@ -135,6 +135,35 @@ def check_fits(degradation: Degradation, image_shape, what: str = "the image") -
                      f"{what} ({width}x{height})")
 
 
+def kernel_sigma(kernel) -> float:
+  """The width of a blur kernel: its RMS Gaussian sigma, in HR pixels.
+
+  ``sqrt((var_x + var_y) / 2)`` of the normalised kernel seen as a distribution over its
+  pixel grid (about its own centroid).  It equals sigma for an isotropic Gaussian wide
+  enough not to be truncated, ``sqrt((sx^2 + sy^2) / 2)`` for an anisotropic one at any
+  angle, and is at most 1.29 for the 5x5 kernels of :func:`random_5x5_kernels`.  It is what
+  :mod:`mlsr_tf.meta.step_sizes` chooses a band of learned step sizes by.
+  """
+  kernel = check_kernel(kernel)
+  rows, cols = np.mgrid[:kernel.shape[0], :kernel.shape[1]]
+  mean_row, mean_col = (kernel * rows).sum(), (kernel * cols).sum()
+  variance = (kernel * ((rows - mean_row) ** 2 + (cols - mean_col) ** 2)).sum() / 2
+  return float(np.sqrt(max(variance, 0.0)))
+
+
+def kernel_sigma_tf(kernel):
+  """:func:`kernel_sigma` in TensorFlow (float32) for a ``[k, k]`` kernel tensor; an empty
+  ``[0, 0]`` kernel (bicubic in the SavedModel's signatures) gives 0."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  kernel = tf.convert_to_tensor(kernel, tf.float32)
+  kernel = kernel / tf.maximum(tf.reduce_sum(kernel), 1e-30)
+  rows = tf.cast(tf.range(tf.shape(kernel)[0]), tf.float32)[:, None]
+  cols = tf.cast(tf.range(tf.shape(kernel)[1]), tf.float32)[None, :]
+  mean_row, mean_col = tf.reduce_sum(kernel * rows), tf.reduce_sum(kernel * cols)
+  variance = tf.reduce_sum(kernel * ((rows - mean_row) ** 2 + (cols - mean_col) ** 2)) / 2
+  return tf.sqrt(tf.maximum(variance, 0.0))
+
+
 def bicubic(scale: int) -> Degradation:
   """MATLAB bicubic downscaling by ``scale``."""
   return Degradation(scale=scale, kernel=None, name="bicubic")

@@ -314,7 +314,9 @@ def adapt_at_steps(model: keras.Model, lr_image, degradation, steps: Iterable[in
     if step in counts:
       results[step] = predict(model, params, lr)
 
-  adapt_parameters(model, lr_down, lr, counts[-1], alpha, callback=read_out, **kwargs)
+  adapt_parameters(model, lr_down, lr, counts[-1],
+                   step_sizes_lib.for_degradation(alpha, degradation), callback=read_out,
+                   **kwargs)
   return results
 
 
@@ -331,7 +333,8 @@ def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPE
       ``Degradation`` or a callable ``lr -> lr_down``), see :func:`make_lr_down`.
     steps: number of gradient steps (0: plain super-resolution).
     alpha: step size for [0, 1] pixels (default: the paper's 1e-5 at 0..255, L2 ->
-      0.65025; see :mod:`mlsr_tf.meta.maml`); a number or one per step.
+      0.65025; see :mod:`mlsr_tf.meta.maml`); a number, one per step, a learned ``[k, P]``
+      matrix, or step sizes banded by kernel width (chosen for ``degradation``).
     crops, crop_size: adapt on ``crops`` random crops of ``crop_size`` LR pixels per
       step instead of the whole image.
     optimizer: "sgd" (MLSR) or "adam" (fine-tuning baseline).
@@ -346,7 +349,8 @@ def adapt(model: keras.Model, lr_image, degradation, steps: int, alpha=maml.PAPE
   """
   lr = as_float_image(lr_image, model_channels(model), "lr_image")
   lr_down = make_lr_down(lr, degradation)
-  params = adapt_parameters(model, lr_down, lr, steps, alpha, crops=crops,
+  params = adapt_parameters(model, lr_down, lr, steps,
+                            step_sizes_lib.for_degradation(alpha, degradation), crops=crops,
                             crop_size=crop_size, optimizer=optimizer, seed=seed,
                             loss=loss, pixel_range=pixel_range, progress=progress,
                             scale=scale if scale is not None else getattr(degradation, "scale",

@@ -48,6 +48,7 @@ from mlsr_tf.data import degradation as degradation_lib
 from mlsr_tf.data import image_io
 from mlsr_tf.data import imresize as imresize_lib
 from mlsr_tf.data import synthetic
+from mlsr_tf.meta import step_sizes as step_sizes_lib  # NumPy only (no TensorFlow).
 
 # Outputs written while a run is in progress (renamed to their names at its end).
 STAGED_PATTERN = r"\..+\.(?P<pid>\d+)\.staged\.png"
@@ -91,7 +92,8 @@ class InferenceModel:
     alpha: default SGD step size for [0, 1] pixels (model card, or :data:`DEFAULT_ALPHA`).
     description: what was loaded, for logs.
     step_sizes: learned ``[k, P]`` step sizes shipped with a meta-trained model (used
-      instead of ``alpha`` unless one is given), else None.
+      instead of ``alpha`` unless one is given; a ``step_sizes.KernelSigmaBands`` when
+      they depend on the kernel's width), else None.
   """
   model: object
   scale: int
@@ -99,7 +101,7 @@ class InferenceModel:
   steps: int
   alpha: float
   description: str
-  step_sizes: Optional[np.ndarray] = None
+  step_sizes: Optional[object] = None
 
 
 def _model_channels(model) -> int:
@@ -401,7 +403,8 @@ class AdaptImageConfig:
   its bicubic LR as input and the HR as ground truth (output default ``demo_x<scale>.png``).
   ``steps``/``alpha`` default to the model card's; ``optimizer`` "adam" (plain Adam on the
   same self-supervised loss, ``alpha`` its learning rate, which must then be given) instead of
-  MLSR's SGD.  ``kernel``: ``bicubic``,
+  MLSR's SGD.  ``step_sizes``: a learned step-size file for the network (instead of the model
+  card's; excludes ``alpha``).  ``kernel``: ``bicubic``,
   ``gaussian:SX,SY,THETA`` or a ``.mat``/``.npy`` file (the degradation used for LR_down).
   """
   input: Optional[str] = None
@@ -413,6 +416,7 @@ class AdaptImageConfig:
   scale: Optional[int] = None
   steps: Optional[int] = None
   alpha: Optional[float] = None
+  step_sizes: Optional[str] = None
   optimizer: str = "sgd"
   kernel: str = "bicubic"
   crops: Optional[int] = None
@@ -481,6 +485,10 @@ def check_config(config: AdaptImageConfig) -> None:
     raise ValueError(f"--alpha must be finite and >= 0, got {config.alpha!r}")
   if config.scale is not None and config.scale < 1:
     raise ValueError(f"--scale must be a positive integer, got {config.scale!r}")
+  if config.step_sizes is not None and (config.alpha is not None or config.optimizer != "sgd"):
+    raise ValueError(f"--step_sizes are SGD step sizes that replace --alpha, got step_sizes "
+                     f"{config.step_sizes!r} with alpha {config.alpha!r} and optimizer "
+                     f"{config.optimizer!r}")
   if config.optimizer == "adam" and config.alpha is None:  # Its name is checked with the options.
     raise ValueError("--optimizer adam needs --alpha, its learning rate (e.g. 1e-4): the model "
                      "card's step size is an SGD step size")
@@ -506,6 +514,9 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
     if config.output is not None:
       _plan(config, scale=1)
   loaded = load_inference_model(config.model, config.weights, config.scale, config.precision)
+  if config.step_sizes is not None:
+    loaded = dataclasses.replace(
+        loaded, step_sizes=step_sizes_lib.load(config.step_sizes, loaded.model))
   scale = loaded.scale
   degradation = degradation_lib.parse_degradation(config.kernel, scale)
   options = AdaptOptions(
@@ -513,7 +524,8 @@ def run(config: AdaptImageConfig, stdout: Optional[TextIO] = None,
       alpha=loaded.alpha if config.alpha is None else config.alpha,
       crops=config.crops, crop_size=config.crop_size, tile=config.tile,
       overlap=config.overlap, seed=config.seed,
-      step_sizes=loaded.step_sizes if config.alpha is None else None,
+      step_sizes=(step_sizes_lib.for_degradation(loaded.step_sizes, degradation)
+                  if config.alpha is None else None),
       optimizer=config.optimizer)
   check_options(options, scale)
   if config.demo:

@@ -10,7 +10,9 @@ Serving uses), a SavedModel with two signatures:
 
 ``adapt_learned`` (only for a model shipped with learned step sizes,
 :mod:`mlsr_tf.meta.step_sizes`): the same as ``adapt`` without ``learning_rate``: step ``i``
-uses the learned per-tensor step sizes of row ``min(i, k - 1)``.
+uses the learned per-tensor step sizes of row ``min(i, k - 1)``; when they are banded by
+kernel width, of the band the request's ``kernel`` falls in (``kernel_sigma``, computed in
+the graph; the empty bicubic kernel uses the first matrix).
 
 ``adapt``: MLSR's Algorithm 2 inside the graph, then super-resolution.
   * ``lr``: ``[1, H, W, C]`` (one image: the network is adapted to it);
@@ -63,7 +65,8 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32",
                              step_sizes=None):
   """The signature functions and their input specs: ``{name: (fn, [TensorSpec])}``.
 
-  ``step_sizes``: a learned ``[k, P]`` matrix adds the ``adapt_learned`` signature.
+  ``step_sizes``: a learned ``[k, P]`` matrix, or a ``step_sizes.KernelSigmaBands``, adds
+  the ``adapt_learned`` signature.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -147,11 +150,25 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32",
                         tf.TensorSpec([], tf.float32, name="learning_rate"), kernel_spec]),
   }
   if step_sizes is not None:
-    learned = tf.constant(np.asarray(step_sizes, np.float32))
-    last = int(learned.shape[0]) - 1
+    from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
+    if isinstance(step_sizes, step_sizes_lib.KernelSigmaBands):
+      base, bands = step_sizes.base, step_sizes.bands
+    else:
+      base, bands = step_sizes, ()
+    matrices = [tf.constant(np.asarray(m, np.float32)) for m in [base] + [m for _, m in bands]]
+
+    def row(matrix, i):  # Step i uses row min(i, k - 1).
+      return matrix[tf.minimum(i, int(matrix.shape[0]) - 1)]
 
     def adapt_learned(lr, steps, kernel):
-      return adapted_sr(lr, steps, kernel, lambda i: learned[tf.minimum(i, last)], [])
+      sigma = degradation_lib.kernel_sigma_tf(kernel)
+
+      def step_size(i):
+        chosen = row(matrices[0], i)
+        for (low, _), matrix in zip(bands, matrices[1:]):
+          chosen = tf.where(sigma >= low, row(matrix, i), chosen)
+        return chosen
+      return adapted_sr(lr, steps, kernel, step_size, [])
 
     functions[LEARNED_SIGNATURE] = (adapt_learned, [image_spec, steps_spec, kernel_spec])
   return functions

@@ -397,7 +397,11 @@ def set_initial_step_sizes(trainer, config: MetaTrainConfig) -> None:
   values are reproduced exactly up to float32 rounding."""
   from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
   path = config.initial_step_sizes
-  matrix = step_sizes_lib.load(path, trainer.model).astype(np.float64)
+  matrix = step_sizes_lib.load(path, trainer.model)
+  if isinstance(matrix, step_sizes_lib.KernelSigmaBands):
+    raise ValueError(f"step-size file {str(path)!r} has bands by kernel width; a run starts "
+                     "from one matrix (a file without kernel_sigma_bands)")
+  matrix = matrix.astype(np.float64)
   if matrix.shape[0] != config.inner_steps:
     raise ValueError(f"step-size file {str(path)!r} has {matrix.shape[0]} steps, but the run "
                      f"takes {config.inner_steps} inner steps")
