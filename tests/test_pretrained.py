@@ -21,16 +21,33 @@ def test_the_default_and_the_blur_model_are_shipped():
 
 
 def test_the_blur_model_ships_learned_step_sizes_that_fit_it():
-  """idn_x2_blur is meta-trained: its spec names its learned [5, P] step sizes, which load
-  for its network (variables, shape, finite and >= 0 are checked by the loader)."""
+  """idn_x2_blur is meta-trained: its spec names its learned [5, P] step sizes, banded by
+  kernel width (session 28), which load for its network (variables, shape, finite and >= 0
+  are checked by the loader)."""
+  from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
+  from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
   model, spec = pretrained.load_model("idn_x2_blur")
-  matrix = pretrained.load_step_sizes(spec, model)
-  assert spec.step_sizes.name == "idn_x2_blur.step_sizes.json"
+  banded = pretrained.load_step_sizes(spec, model)
+  assert spec.step_sizes.name == "idn_x2_blur.banded.step_sizes.json"
+  assert isinstance(banded, step_sizes_lib.KernelSigmaBands)
+  matrix = banded.base
   assert matrix.shape == (5, len(model.trainable_variables))
   assert matrix.max() > 1.0 > matrix.min() > 0  # Learned, not a constant alpha.
   # Every step adapts: session 23's outer loop had shrunk steps 1-3 to medians of 0.0006-0.004,
   # switching adaptation off (WORKSPACE.md section 11, sessions 24-25).
   assert np.median(matrix, axis=1).min() > 0.01
+  # The base is the file beside the weights (Table 5's shipped row reads that one) ...
+  beside = step_sizes_lib.load(spec.weights.with_name("idn_x2_blur.step_sizes.json"), model)
+  np.testing.assert_array_equal(beside, matrix)
+  # ... and serves every unseen 5x5 kernel of Table 5; wide Gaussians get the heavy-blur band,
+  # whose steps are smaller (learned on sigma 1.7..4, where the base's steps lose).
+  [(low, heavy)] = banded.bands
+  assert low == 1.69 and heavy.shape == matrix.shape
+  assert all(banded.for_kernel(k) is matrix for k in degradation.kernel_split("test"))
+  # gaussian:1.7 as parse_degradation makes it (13x13) measures 1.6985: in the band.
+  assert banded.for_kernel(degradation.parse_degradation("gaussian:1.7", 2).kernel) is heavy
+  assert banded.for_kernel(degradation.parse_degradation("gaussian:1.6", 2).kernel) is matrix
+  assert np.median(heavy) < np.median(matrix) / 3
 
 
 @pytest.mark.parametrize("name", SHIPPED)
