@@ -383,9 +383,9 @@ def save_step_sizes(trainer, path: pathlib.Path) -> None:
 RESULT_FIELDS = ("model", "weights", "model_kwargs", "scale", "channels", "data", "patch",
                  "batch", "patches_per_task", "inner_steps", "alpha", "beta", "degradation",
                  "mixture_weights", "sigma_min", "sigma_max", "order", "loss", "pixel_range",
-                 "seed", "precision", "query_weights", "learn_step_sizes", "step_size_learning_rate",
-                 "max_step_size", "initial_step_sizes", "anchor_data", "anchor_weight",
-                 "anchor_degradation", "quantize_lr")
+                 "seed", "precision", "query_weights", "learn_step_sizes",
+                 "step_size_learning_rate", "max_step_size", "initial_step_sizes", "anchor_data",
+                 "anchor_weight", "anchor_degradation", "quantize_lr")
 # The work directory's outputs besides checkpoint/ (the weights first).
 OUTPUTS = ("model.weights.h5", "metrics.jsonl", STEP_SIZES_FILE, "validated", "tensorboard")
 
