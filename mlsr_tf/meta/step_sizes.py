@@ -42,11 +42,14 @@ def variable_paths(model) -> list:
 
 def check(matrix, model, where: str = "step sizes") -> np.ndarray:
   """``matrix`` as float32 ``[k, P]`` for ``model``; ValueError naming ``where`` otherwise."""
+  return _check_matrix(matrix, len(model.trainable_variables), where)
+
+
+def _check_matrix(matrix, count: int, where: str) -> np.ndarray:
   try:
     matrix = np.asarray(matrix, dtype=np.float64)
   except (TypeError, ValueError):
     raise ValueError(f"{where}: step sizes are not a numeric matrix") from None
-  count = len(model.trainable_variables)
   if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.shape[1] != count:
     raise ValueError(f"{where}: step sizes of shape {matrix.shape} do not fit the network "
                      f"({count} trainable tensors: expected [steps, {count}])")
@@ -172,17 +175,17 @@ def combine_files(base_path, bands, output_path) -> None:
   output = pathlib.Path(output_path)
   if any(output.exists() and output.resolve() == pathlib.Path(p).resolve() for p in inputs):
     raise ValueError(f"output {str(output_path)!r} is one of the input files")
-  base, _ = read(base_path)
-
-  class _Model:  # check() only needs the tensor count.
-    trainable_variables = base.get("variables") or []
+  base, base_where = read(base_path)
+  variables = base.get("variables")
+  if not isinstance(variables, list) or not variables:
+    raise ValueError(f"{base_where} names no variables")
   result = []
   for low, path in bands:
     data, where = read(path)
-    if data.get("variables") != base.get("variables"):
+    if data.get("variables") != variables:
       raise ValueError(f"{where} was learned for other variables than {str(base_path)!r}")
-    result.append((low, check(data.get("step_sizes"), _Model, where)))
-  _write(output, base["variables"], check(base.get("step_sizes"), _Model, str(base_path)),
+    result.append((low, _check_matrix(data.get("step_sizes"), len(variables), where)))
+  _write(output, variables, _check_matrix(base.get("step_sizes"), len(variables), base_where),
          _check_bands(result, "bands"))
 
 
