@@ -82,7 +82,8 @@ class KernelSigmaBands:
 
 def for_degradation(alpha, degradation):
   """``alpha`` as :func:`schedule` takes it: a :class:`KernelSigmaBands` resolved for
-  ``degradation``'s kernel; anything else unchanged."""
+  ``degradation``'s kernel (bicubic, or a plain ``lr -> lr_down`` callable without a
+  ``kernel``: the base matrix); anything else unchanged."""
   if isinstance(alpha, KernelSigmaBands):
     return alpha.for_kernel(getattr(degradation, "kernel", None))
   return alpha
