@@ -161,7 +161,8 @@ def make_signature_functions(model, scale: int, input_dtype: str = "float32",
       return matrix[tf.minimum(i, int(matrix.shape[0]) - 1)]
 
     def adapt_learned(lr, steps, kernel):
-      sigma = degradation_lib.kernel_sigma_tf(kernel)
+      # The kernel's width only matters to banded step sizes.
+      sigma = degradation_lib.kernel_sigma_tf(kernel) if bands else None
 
       def step_size(i):
         chosen = row(matrices[0], i)
