@@ -37,11 +37,12 @@ def main(argv):
   for text in _BANDS.value:
     low, _, path = text.partition("=")
     try:
-      bands.append((float(low), path))
+      low = float(low)
     except ValueError:
+      low = None
+    if low is None or not path:
       _cli.fail(f"--band must be MIN_KERNEL_SIGMA=FILE, got {text!r}")
-    if not path:
-      _cli.fail(f"--band must be MIN_KERNEL_SIGMA=FILE, got {text!r}")
+    bands.append((low, path))
   try:
     step_sizes.combine_files(_BASE.value, bands, _OUTPUT.value)
   except (ValueError, OSError) as e:
