@@ -2,7 +2,7 @@
 
 Usage:
   python tools/band_step_sizes.py --base W.step_sizes.json \\
-      --band 1.35=heavy_blur.step_sizes.json --output banded.step_sizes.json
+      --band 1.69=heavy_blur.step_sizes.json --output banded.step_sizes.json
 
 Adaptation (adapt_image, evaluate, reproduce, the SavedModel's ``adapt_learned``) then uses
 the ``--base`` matrix for bicubic and for kernels whose width (``kernel_sigma``: the RMS

@@ -15,7 +15,7 @@ A file may also hold matrices for wider blur kernels, chosen by the kernel's wid
 (:func:`mlsr_tf.data.degradation.kernel_sigma`, HR pixels), since adaptation knows its
 kernel; ``step_sizes`` then serves bicubic and every kernel narrower than the first band::
 
-  {..., "kernel_sigma_bands": [{"min_kernel_sigma": 1.35, "step_sizes": [[...], ...]}, ...]}
+  {..., "kernel_sigma_bands": [{"min_kernel_sigma": 1.69, "step_sizes": [[...], ...]}, ...]}
 
 :func:`load` returns a :class:`KernelSigmaBands` for such a file, and :func:`for_degradation`
 picks its matrix for one degradation.
