@@ -1,9 +1,10 @@
 #!/bin/bash
 # Session 30: stage 4 recipe with second-order meta-gradients (128-px tasks), no anchor, from the shipped weights.
-# runs/s30/val_kernel_median.npy (a monitor only) is kernel 832 of the validation split:
-#   python -c "import numpy as np; from mlsr_tf.data import degradation as d; np.save('runs/s30/val_kernel_median.npy', d.kernel_split('validation')[832])"
-# runs/s29_val holds links to B100 img021-025.
-cd /work/main; source /work/venv/bin/activate; export PYTHONPATH=. MLSR_DATA=/work/shared TF_CPP_MIN_LOG_LEVEL=2
+# Run from anywhere, with the project's requirements installed; WORKDIR and ITERS may be set.
+set -e
+cd "$(dirname "$0")/../../.."
+source results/meta_runs/second_order_s30/setup_monitor.sh
+export TF_CPP_MIN_LOG_LEVEL=2
 python tools/meta_train.py --model idn --weights pretrained/idn_x2_blur.weights.h5 \
   --data train291 --degradation mixed --mixture_weights 0,1,1 --sigma_max 4 \
   --patch 128 --batch 4 --inner_steps 5 --alpha 0.3 --beta 5e-6 \
@@ -12,4 +13,4 @@ python tools/meta_train.py --model idn --weights pretrained/idn_x2_blur.weights.
   --validation_degradation gaussian:1.41421356,1.41421356,0 \
   --validation_degradation runs/s30/val_kernel_median.npy \
   --validate_every 200 --keep_validated_weights --checkpoint_every 25 --log_every 25 --seed 10 --order second \
-  --parallel_tasks --iterations ${ITERS:-900} --workdir runs/s30/so128_noanchor
+  --parallel_tasks --iterations ${ITERS:-700} --workdir ${WORKDIR:-runs/s30/so128_noanchor}
