@@ -110,6 +110,31 @@ def test_per_step_alphas(lr):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
+def test_zero_step_sizes_skip_the_gradient_and_keep_the_weights(lr, monkeypatch):
+  """A zero matrix (idn_x2_blur's heavy-blur band) runs no gradient step, yet reports every
+  step, and a zero row among others only skips its own step."""
+  model = testing.tiny_sr_net()
+  lr_float = lr.astype(np.float32) / 255.0
+  lr_down = _box_down(lr_float).astype(np.float32)
+  count = len(model.trainable_variables)
+  half = adaptation.adapt_parameters(model, lr_down, lr_float, 2,
+                                     np.array([[0.5] * count, [0.0] * count]))
+  once = adaptation.adapt_parameters(model, lr_down, lr_float, 1, 0.5)
+  for x, y in zip(half, once):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+  fresh = testing.tiny_sr_net()
+
+  def no_gradient(*args, **kwargs):
+    raise AssertionError("a zero step ran the gradient step")
+  monkeypatch.setattr(adaptation, "make_sgd_step", no_gradient)
+  seen = []
+  params = adaptation.adapt_parameters(fresh, lr_down, lr_float, 3, np.zeros((2, count)),
+                                       progress=lambda i, n, loss: seen.append((i, loss)))
+  assert [i for i, _ in seen] == [1, 2, 3] and len({loss for _, loss in seen}) == 1
+  for x, v in zip(params, fresh.trainable_variables):
+    np.testing.assert_array_equal(np.asarray(x), v.numpy())
+
+
 def test_bad_arguments_raise_with_value(lr):
   model = testing.tiny_sr_net()
   with pytest.raises(ValueError, match="-1"):

@@ -249,11 +249,14 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
   if steps == 0:
     return params
   key = f"{optimizer}/{loss_config}"
-  if optimizer == "sgd":
-    step_fn = _compiled(model, key, lambda: backend.compile(make_sgd_step(model, loss_config)))
+  if optimizer == "sgd":  # Compiled at its first non-zero step (see below).
+    step_fn = lambda *args: _compiled(model, key, lambda: backend.compile(
+        make_sgd_step(model, loss_config)))(*args)
   else:
     step_fn = _compiled(model, key, lambda: backend.compile(make_adam_step(model, loss_config)))
     adam_state = maml.adam_init(params)
+  loss_fn = _compiled(model, f"loss/{loss_config}", lambda: backend.compile(
+      lambda p, a, b: maml.pixel_loss(maml.make_apply_fn(model)(p, a), b, loss_config)))
   rng = np.random.default_rng(seed)
   whole_x = backend.convert(lr_down[None])
   whole_y = backend.convert(lr[None])
@@ -263,7 +266,11 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
     else:
       x, y = _crop_pairs(lr_down, lr, scale, crops, crop_size, rng)
       x, y = backend.convert(x), backend.convert(y)
-    if optimizer == "sgd":
+    if optimizer == "sgd" and not np.any(step_alpha):
+      # A zero step (e.g. a kernel-width band that switches adaptation off) leaves the
+      # weights as they are: only the loss is computed, for progress and the divergence check.
+      loss_value = loss_fn(params, x, y)
+    elif optimizer == "sgd":
       # Always a [P] vector: one compiled step serves scalar and learned step sizes.
       step_alpha = backend.convert(np.broadcast_to(np.float32(step_alpha), (count,)).copy())
       params, loss_value = step_fn(params, x, y, step_alpha)
@@ -278,9 +285,7 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
       progress(i + 1, steps, float(loss_value))
     if callback is not None:
       callback(i + 1, params)
-  final_loss = _compiled(model, f"loss/{loss_config}", lambda: backend.compile(
-      lambda p, a, b: maml.pixel_loss(maml.make_apply_fn(model)(p, a), b, loss_config)))
-  _check_loss(float(final_loss(params, x, y)), steps, steps, limit)
+  _check_loss(float(loss_fn(params, x, y)), steps, steps, limit)
   return params
 
 
