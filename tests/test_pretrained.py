@@ -22,8 +22,8 @@ def test_the_default_and_the_blur_model_are_shipped():
 
 def test_the_blur_model_ships_learned_step_sizes_that_fit_it():
   """idn_x2_blur is meta-trained: its spec names its learned [5, P] step sizes, banded by
-  kernel width (session 28), which load for its network (variables, shape, finite and >= 0
-  are checked by the loader)."""
+  kernel width (session 28's threshold), which load for its network (variables, shape, finite
+  and >= 0 are checked by the loader)."""
   from mlsr_tf.data import degradation  # pylint: disable=g-import-not-at-top
   from mlsr_tf.meta import step_sizes as step_sizes_lib  # pylint: disable=g-import-not-at-top
   model, spec = pretrained.load_model("idn_x2_blur")
@@ -40,14 +40,14 @@ def test_the_blur_model_ships_learned_step_sizes_that_fit_it():
   beside = step_sizes_lib.load(spec.weights.with_name("idn_x2_blur.step_sizes.json"), model)
   np.testing.assert_array_equal(beside, matrix)
   # ... and serves every unseen 5x5 kernel of Table 5; wide Gaussians get the heavy-blur band,
-  # whose steps are smaller (learned on sigma 1.7..4, where the base's steps lose).
+  # whose steps are zero since session 31 (held-out, every matrix tried lost from sigma 1.7 up).
   [(low, heavy)] = banded.bands
   assert low == 1.69 and heavy.shape == matrix.shape
   assert all(banded.for_kernel(k) is matrix for k in degradation.kernel_split("test"))
   # gaussian:1.7 as parse_degradation makes it (13x13) measures 1.6985: in the band.
   assert banded.for_kernel(degradation.parse_degradation("gaussian:1.7", 2).kernel) is heavy
   assert banded.for_kernel(degradation.parse_degradation("gaussian:1.6", 2).kernel) is matrix
-  assert np.median(heavy) < np.median(matrix) / 3
+  assert not heavy.any()
 
 
 @pytest.mark.parametrize("name", SHIPPED)

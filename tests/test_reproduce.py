@@ -161,6 +161,30 @@ def test_the_shipped_blur_model_has_its_own_table_5_row_with_a_shorter_curve():
   assert max(ship["reads"]) == 100 and max(keys["IDN-ML (kernels)"]["reads"]) == 350
 
 
+def test_the_blur_model_shipped_before_keeps_its_table_5_row_and_scores():
+  """Session 31 replaced idn_x2_blur; the one shipped in sessions 26-30 keeps its row (its files
+  in results/meta_runs/fixed_alpha_s26), and the scores committed for it still match its
+  fingerprint, so ``--cached_only`` renders them without recomputing."""
+  t5 = reproduce.table_config(5, "cpu-full")
+  by_label = {m.label: m for m in t5.methods}
+  before = by_label["IDN-ML (idn_x2_blur, session 26)"]
+  assert before.weights == reproduce.SESSION26_BLUR_WEIGHTS
+  assert before.max_curve_step == 100
+  fingerprint = reproduce._method_runner(  # pylint: disable=protected-access
+      t5, before, {}, {}, print, build=False)[0]
+  from mlsr_tf import pretrained  # pylint: disable=g-import-not-at-top
+  assert fingerprint["weights_sha256"] != pretrained.sha256_of(
+      REPO / "pretrained" / "idn_x2_blur.weights.h5")
+  partial = REPO / "results" / "table5" / "cpu-full" / "partial"
+  for image_set in t5.image_sets:
+    cache = reproduce.ImageCache(
+        partial / f"IDN-ML__idn_x2_blur__session_26__{reproduce._slug(image_set.label)}.jsonl",  # pylint: disable=protected-access
+        dict(fingerprint, set=image_set.label))
+    count = {"Set5": 5, "Set14": 14}.get(image_set.label, image_set.last - image_set.first + 1)
+    assert len(cache.entries) == count, image_set.label
+    assert all(set(e["psnr"]) >= {0, 5, 20, 100} for e in cache.entries.values())
+
+
 def test_new_method_fields_at_their_default_keep_old_cache_keys():
   method_fields = reproduce._method_fields  # pylint: disable=protected-access
   fields = method_fields(reproduce.Method("x", "finetune"))

@@ -18,8 +18,9 @@ Usage:
 --model: a shipped model (default: pretrained/default.json), a spec .json, or a registered
 network name together with --weights (any format tools/import_weights.py reads).
 --steps/--alpha default to the model card (5 steps and the paper's step size otherwise;
-idn_x2_blur's learned step sizes take Set5 at MZSR's g^d_2.0, gaussian:1.41421356, from 32.78
-to 34.17 dB in its 5 default steps: pretrained/MODEL_CARD.md).
+idn_x2_blur's learned step sizes take Set5 at MZSR's g^d_2.0, gaussian:1.41421356, from 33.41
+to 34.36 dB in its 5 default steps; from kernel width 1.69 up it is not adapted:
+pretrained/MODEL_CARD.md).
 --optimizer adam: plain Adam on the same self-supervised loss; --alpha (its learning rate) is
 then required.
 --kernel: the degradation that made the LR (builds LR_down): bicubic | gaussian:SX,SY,THETA |
