@@ -176,9 +176,10 @@ def test_the_blur_model_shipped_before_keeps_its_table_5_row_and_scores():
   assert fingerprint["weights_sha256"] != pretrained.sha256_of(
       REPO / "pretrained" / "idn_x2_blur.weights.h5")
   partial = REPO / "results" / "table5" / "cpu-full" / "partial"
+  slug = reproduce._slug  # pylint: disable=protected-access
   for image_set in t5.image_sets:
     cache = reproduce.ImageCache(
-        partial / f"IDN-ML__idn_x2_blur__session_26__{reproduce._slug(image_set.label)}.jsonl",  # pylint: disable=protected-access
+        partial / f"IDN-ML__idn_x2_blur__session_26__{slug(image_set.label)}.jsonl",
         dict(fingerprint, set=image_set.label))
     count = {"Set5": 5, "Set14": 14}.get(image_set.label, image_set.last - image_set.first + 1)
     assert len(cache.entries) == count, image_set.label

@@ -421,9 +421,9 @@ def _cpu_full_blur_config() -> TableConfig:
                "in sessions 7-23) with its learned step sizes, the shipped idn_x2_blur "
                "(meta-trained longer, pretrained/MODEL_CARD.md; since session 31) and the one "
                "shipped in sessions 26-30 (results/meta_runs/fixed_alpha_s26), each with its "
-               "learned step sizes (curves to 100 steps), the bicubic stage-1 default adapted naively, and ZSSR "
-               "at its full budget (up to 3,000 iterations). Set5 and Set14 whole, B100 and "
-               "Urban100 their first 20 images."),
+               "learned step sizes (curves to 100 steps), the bicubic stage-1 default "
+               "adapted naively, and ZSSR at its full budget (up to 3,000 iterations). Set5 "
+               "and Set14 whole, B100 and Urban100 their first 20 images."),
       meta_runs=(run,),
       methods=(Method("Bicubic", "bicubic"),
                # Issue 13's naive baseline "from the stage-1 default" (bicubic-trained).
