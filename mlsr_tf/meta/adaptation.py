@@ -249,9 +249,10 @@ def adapt_parameters(model: keras.Model, lr_down, lr, steps: int, alpha, *,
   if steps == 0:
     return params
   key = f"{optimizer}/{loss_config}"
-  if optimizer == "sgd":  # Compiled at its first non-zero step (see below).
-    step_fn = lambda *args: _compiled(model, key, lambda: backend.compile(
-        make_sgd_step(model, loss_config)))(*args)
+  if optimizer == "sgd":
+    # Not built when every step is zero (they only compute the loss, below).
+    if any(np.any(a) for a in alphas):
+      step_fn = _compiled(model, key, lambda: backend.compile(make_sgd_step(model, loss_config)))
   else:
     step_fn = _compiled(model, key, lambda: backend.compile(make_adam_step(model, loss_config)))
     adam_state = maml.adam_init(params)
