@@ -161,14 +161,17 @@ def test_the_shipped_blur_model_has_its_own_table_5_row_with_a_shorter_curve():
   assert max(ship["reads"]) == 100 and max(keys["IDN-ML (kernels)"]["reads"]) == 350
 
 
-def test_the_blur_model_shipped_before_keeps_its_table_5_row_and_scores():
-  """Session 31 replaced idn_x2_blur; the one shipped in sessions 26-30 keeps its row (its files
-  in results/meta_runs/fixed_alpha_s26), and the scores committed for it still match its
-  fingerprint, so ``--cached_only`` renders them without recomputing."""
+@pytest.mark.parametrize("session, weights", [
+    ("26", reproduce.SESSION26_BLUR_WEIGHTS), ("31", reproduce.SESSION31_BLUR_WEIGHTS)])
+def test_the_blur_models_shipped_before_keep_their_table_5_rows_and_scores(session, weights):
+  """Sessions 31 and 32 replaced idn_x2_blur; the ones shipped in sessions 26-30 and 31 keep
+  their rows (their files in results/meta_runs/fixed_alpha_s26 and anchor_s31), and the scores
+  committed for them still match their fingerprints, so ``--cached_only`` renders them without
+  recomputing."""
   t5 = reproduce.table_config(5, "cpu-full")
   by_label = {m.label: m for m in t5.methods}
-  before = by_label["IDN-ML (idn_x2_blur, session 26)"]
-  assert before.weights == reproduce.SESSION26_BLUR_WEIGHTS
+  before = by_label[f"IDN-ML (idn_x2_blur, session {session})"]
+  assert before.weights == weights
   assert before.max_curve_step == 100
   fingerprint = reproduce._method_runner(  # pylint: disable=protected-access
       t5, before, {}, {}, print, build=False)[0]
@@ -179,7 +182,7 @@ def test_the_blur_model_shipped_before_keeps_its_table_5_row_and_scores():
   slug = reproduce._slug  # pylint: disable=protected-access
   for image_set in t5.image_sets:
     cache = reproduce.ImageCache(
-        partial / f"IDN-ML__idn_x2_blur__session_26__{slug(image_set.label)}.jsonl",
+        partial / f"IDN-ML__idn_x2_blur__session_{session}__{slug(image_set.label)}.jsonl",
         dict(fingerprint, set=image_set.label))
     count = {"Set5": 5, "Set14": 14}.get(image_set.label, image_set.last - image_set.first + 1)
     assert len(cache.entries) == count, image_set.label
