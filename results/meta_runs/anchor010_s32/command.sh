@@ -2,20 +2,8 @@
 # Session 32 (runs/s32/cand.sh A 0.1 100): the second-order, no-anchor network of session 30
 # (results/meta_runs/second_order_s30, iteration 600) meta-trained 100 iterations more with a
 # small supervised anchor (weight 0.10 on train291 patches blurred as the tasks), fresh Adam:
-# anchor_s31's command with --anchor_weight 0.1 instead of 0.25. model.weights.h5 here is
-# iteration 100's (the run's end; also validated/iteration_000100.weights.h5).
+# anchor_s31's command with --anchor_weight 0.1 instead of 0.25, run to its end (100).
+# model.weights.h5 here is iteration 100's (also validated/iteration_000100.weights.h5).
 # Run from anywhere, with the project's requirements installed; WORKDIR and ITERS may be set.
-set -e
-cd "$(dirname "$0")/../../.."
-source results/meta_runs/second_order_s30/setup_monitor.sh
-export TF_CPP_MIN_LOG_LEVEL=2
-python tools/meta_train.py --model idn --weights results/meta_runs/second_order_s30/model.weights.h5 \
-  --data train291 --degradation mixed --mixture_weights 0,1,1 --sigma_max 4 \
-  --patch 128 --batch 4 --inner_steps 5 --alpha 0.3 --beta 5e-6 \
-  --anchor_data train291 --anchor_weight 0.1 --anchor_degradation mixed \
-  --quantize_lr \
-  --validation runs/s29_val --validation_size 0 \
-  --validation_degradation gaussian:1.41421356,1.41421356,0 \
-  --validation_degradation runs/s30/val_kernel_median.npy \
-  --validate_every 100 --keep_validated_weights --checkpoint_every 25 --log_every 25 --seed 31 --order second \
-  --parallel_tasks --iterations ${ITERS:-100} --workdir ${WORKDIR:-runs/s32/A}
+ANCHOR=0.1 ITERS=${ITERS:-100} WORKDIR=${WORKDIR:-runs/s32/A} \
+  exec bash "$(dirname "$0")/../anchor_s31/command.sh"
