@@ -162,12 +162,13 @@ def test_the_shipped_blur_model_has_its_own_table_5_row_with_a_shorter_curve():
 
 
 @pytest.mark.parametrize("session, weights", [
-    ("26", reproduce.SESSION26_BLUR_WEIGHTS), ("31", reproduce.SESSION31_BLUR_WEIGHTS)])
+    ("26", reproduce.SESSION26_BLUR_WEIGHTS), ("31", reproduce.SESSION31_BLUR_WEIGHTS),
+    ("32", reproduce.SESSION32_BLUR_WEIGHTS)])
 def test_the_blur_models_shipped_before_keep_their_table_5_rows_and_scores(session, weights):
-  """Sessions 31 and 32 replaced idn_x2_blur; the ones shipped in sessions 26-30 and 31 keep
-  their rows (their files in results/meta_runs/fixed_alpha_s26 and anchor_s31), and the scores
-  committed for them still match their fingerprints, so ``--cached_only`` renders them without
-  recomputing."""
+  """Sessions 31, 32 and 33 replaced idn_x2_blur; the ones shipped in sessions 26-30, 31 and 32
+  keep their rows (their files in results/meta_runs/fixed_alpha_s26, anchor_s31 and
+  anchor010_s32), and the scores committed for them still match their fingerprints, so
+  ``--cached_only`` renders them without recomputing."""
   t5 = reproduce.table_config(5, "cpu-full")
   by_label = {m.label: m for m in t5.methods}
   before = by_label[f"IDN-ML (idn_x2_blur, session {session})"]

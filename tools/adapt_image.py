@@ -18,8 +18,8 @@ Usage:
 --model: a shipped model (default: pretrained/default.json), a spec .json, or a registered
 network name together with --weights (any format tools/import_weights.py reads).
 --steps/--alpha default to the model card (5 steps and the paper's step size otherwise;
-idn_x2_blur's learned step sizes take Set5 at MZSR's g^d_2.0, gaussian:1.41421356, from 33.34
-to 34.42 dB in its 5 default steps; from kernel width 1.69 up it is not adapted:
+idn_x2_blur's learned step sizes take Set5 at MZSR's g^d_2.0, gaussian:1.41421356, from 33.22
+to 34.43 dB in its 5 default steps; from kernel width 1.69 up it is not adapted:
 pretrained/MODEL_CARD.md).
 --optimizer adam: plain Adam on the same self-supervised loss; --alpha (its learning rate) is
 then required.

@@ -389,6 +389,8 @@ SHIPPED_BLUR_WEIGHTS = "{repo}/pretrained/idn_x2_blur.weights.h5"
 SESSION26_BLUR_WEIGHTS = "{repo}/results/meta_runs/fixed_alpha_s26/model.weights.h5"
 # The idn_x2_blur shipped in session 31 (results/meta_runs/anchor_s31, with its step sizes).
 SESSION31_BLUR_WEIGHTS = "{repo}/results/meta_runs/anchor_s31/model.weights.h5"
+# The idn_x2_blur shipped in session 32 (results/meta_runs/anchor010_s32, with its step sizes).
+SESSION32_BLUR_WEIGHTS = "{repo}/results/meta_runs/anchor010_s32/model.weights.h5"
 CPU_FULL_BLUR_STEPS = (0, 5, 20, 100)
 CPU_FULL_FINETUNE_STEPS = (0, 5, 20, 100, 350)  # 350: Figure 6's "5 ML steps ~ 350 naive".
 
@@ -421,11 +423,11 @@ def _cpu_full_blur_config() -> TableConfig:
                "1e-4, up to 350 steps: Table 2 and Figure 6), IDN-ML meta-trained from it on "
                "unseen-kernel tasks (recipe_kernels, 900 iterations; shipped as idn_x2_blur "
                "in sessions 7-23) with its learned step sizes, the shipped idn_x2_blur "
-               "(meta-trained longer, pretrained/MODEL_CARD.md; since session 32) and the ones "
-               "shipped in sessions 26-30 and 31 (results/meta_runs/fixed_alpha_s26 and "
-               "anchor_s31), each with its learned step sizes (curves to 100 steps), the "
-               "bicubic stage-1 default "
-               "adapted naively, and ZSSR at its full budget (up to 3,000 iterations). Set5 "
+               "(meta-trained longer, pretrained/MODEL_CARD.md; since session 33) and the ones "
+               "shipped in sessions 26-30, 31 and 32 (results/meta_runs/fixed_alpha_s26, "
+               "anchor_s31 and anchor010_s32), each with its learned step sizes (curves to 100 "
+               "steps), the bicubic stage-1 default adapted naively, and ZSSR at its full "
+               "budget (up to 3,000 iterations). Set5 "
                "and Set14 whole, B100 and Urban100 their first 20 images."),
       meta_runs=(run,),
       methods=(Method("Bicubic", "bicubic"),
@@ -448,6 +450,8 @@ def _cpu_full_blur_config() -> TableConfig:
                       weights=SESSION26_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
                Method("IDN-ML (idn_x2_blur, session 31)", "meta", CPU_FULL_BLUR_STEPS,
                       weights=SESSION31_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
+               Method("IDN-ML (idn_x2_blur, session 32)", "meta", CPU_FULL_BLUR_STEPS,
+                      weights=SESSION32_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
                Method("ZSSR", "zssr")))
 
 
