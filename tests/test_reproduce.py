@@ -161,9 +161,7 @@ def test_the_shipped_blur_model_has_its_own_table_5_row_with_a_shorter_curve():
   assert max(ship["reads"]) == 100 and max(keys["IDN-ML (kernels)"]["reads"]) == 350
 
 
-@pytest.mark.parametrize("session, weights", [
-    ("26", reproduce.SESSION26_BLUR_WEIGHTS), ("31", reproduce.SESSION31_BLUR_WEIGHTS),
-    ("32", reproduce.SESSION32_BLUR_WEIGHTS)])
+@pytest.mark.parametrize("session, weights", reproduce.EARLIER_BLUR_WEIGHTS)
 def test_the_blur_models_shipped_before_keep_their_table_5_rows_and_scores(session, weights):
   """Sessions 31, 32 and 33 replaced idn_x2_blur; the ones shipped in sessions 26-30, 31 and 32
   keep their rows (their files in results/meta_runs/fixed_alpha_s26, anchor_s31 and

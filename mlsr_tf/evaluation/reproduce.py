@@ -384,13 +384,14 @@ BLUR_WEIGHTS = "{repo}/results/meta_runs/kernel_aware_base/model.weights.h5"
 # The blur model shipped now (its learned step sizes beside it); the sha256 of both keys the
 # cached scores, so shipping another model recomputes its row.
 SHIPPED_BLUR_WEIGHTS = "{repo}/pretrained/idn_x2_blur.weights.h5"
-# The idn_x2_blur shipped in sessions 26-30 (the same files as then, kept with their step sizes):
-# its Table 5 row stays for comparison with its successor.
-SESSION26_BLUR_WEIGHTS = "{repo}/results/meta_runs/fixed_alpha_s26/model.weights.h5"
-# The idn_x2_blur shipped in session 31 (results/meta_runs/anchor_s31, with its step sizes).
-SESSION31_BLUR_WEIGHTS = "{repo}/results/meta_runs/anchor_s31/model.weights.h5"
-# The idn_x2_blur shipped in session 32 (results/meta_runs/anchor010_s32, with its step sizes).
-SESSION32_BLUR_WEIGHTS = "{repo}/results/meta_runs/anchor010_s32/model.weights.h5"
+# The idn_x2_blur networks shipped before (the same files as then, kept with their step sizes),
+# by the session that shipped them: each keeps its Table 5 row, "IDN-ML (idn_x2_blur, session
+# N)", for comparison with its successors.  Replacing idn_x2_blur adds one line here.
+EARLIER_BLUR_WEIGHTS = (
+    ("26", "{repo}/results/meta_runs/fixed_alpha_s26/model.weights.h5"),  # sessions 26-30
+    ("31", "{repo}/results/meta_runs/anchor_s31/model.weights.h5"),
+    ("32", "{repo}/results/meta_runs/anchor010_s32/model.weights.h5"),
+)
 CPU_FULL_BLUR_STEPS = (0, 5, 20, 100)
 CPU_FULL_FINETUNE_STEPS = (0, 5, 20, 100, 350)  # 350: Figure 6's "5 ML steps ~ 350 naive".
 
@@ -446,12 +447,10 @@ def _cpu_full_blur_config() -> TableConfig:
                       alpha=1e-4, optimizer="adam"),
                Method("IDN-ML (shipped idn_x2_blur)", "meta", CPU_FULL_BLUR_STEPS,
                       weights=SHIPPED_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
-               Method("IDN-ML (idn_x2_blur, session 26)", "meta", CPU_FULL_BLUR_STEPS,
-                      weights=SESSION26_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
-               Method("IDN-ML (idn_x2_blur, session 31)", "meta", CPU_FULL_BLUR_STEPS,
-                      weights=SESSION31_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
-               Method("IDN-ML (idn_x2_blur, session 32)", "meta", CPU_FULL_BLUR_STEPS,
-                      weights=SESSION32_BLUR_WEIGHTS, max_curve_step=CPU_FULL_BLUR_STEPS[-1]),
+               *(Method(f"IDN-ML (idn_x2_blur, session {session})", "meta",
+                        CPU_FULL_BLUR_STEPS, weights=weights,
+                        max_curve_step=CPU_FULL_BLUR_STEPS[-1])
+                 for session, weights in EARLIER_BLUR_WEIGHTS),
                Method("ZSSR", "zssr")))
 
 

@@ -2,7 +2,8 @@
 # Session 30 (runs/s30/ss_na.sh): model card stage 5 (step sizes learned for frozen weights) on the second-order,
 # no-anchor snapshot 600.
 # Run from anywhere, with the project's requirements installed; WORKDIR and ITERS may be set,
-# and WEIGHTS (the frozen network; anchor_s31's and anchor010_s32's scripts set it).
+# and WEIGHTS (the frozen network; the step_sizes_command.sh of anchor_s31, anchor010_s32 and
+# anchor010_s33 set it).
 set -e
 cd "$(dirname "$0")/../../.."
 source results/meta_runs/second_order_s30/setup_monitor.sh
